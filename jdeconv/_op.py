@@ -1,0 +1,394 @@
+"""The TensorFlow-compatible transposed convolution ops.
+
+``conv1d_transpose``, ``conv2d_transpose``, ``conv3d_transpose`` and the N-d
+``conv_transpose`` take TensorFlow's arguments in TensorFlow's order and give
+TensorFlow's result. Each one checks its arguments (see :mod:`jdeconv._shapes`),
+picks a lowering and calls it through the rules in :mod:`jdeconv._autodiff`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike, DTypeLike
+
+from jdeconv import _autodiff, _shapes
+from jdeconv._lowerings import ConvConfig, select_lowering
+
+IntOrSequence = int | Sequence[int]
+
+
+def conv_transpose(
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Sequence[int] | ArrayLike,
+    strides: IntOrSequence,
+    padding: _shapes.Padding = "SAME",
+    data_format: str | None = None,
+    dilations: IntOrSequence | None = None,
+    name: str | None = None,
+    *,
+    groups: int = 1,
+    method: str = "auto",
+    precision: jax.lax.PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> jax.Array:
+    """N-d transposed convolution, as ``tf.nn.conv_transpose``.
+
+    This is the gradient of ``tf.nn.convolution`` with respect to its input,
+    sometimes called deconvolution. The number of spatial dimensions ``N`` is
+    ``input.ndim - 2``.
+
+    Args:
+      input: ``(batch, *spatial, C_in)``, or ``(batch, C_in, *spatial)`` for a
+        channels-first ``data_format``.
+      filters: ``[*kernel_size, C_out / groups, C_in]``. The kernel of the
+        forward convolution whose gradient this is: it is not flipped by the
+        caller, and the output-channel axis comes before the input-channel one.
+      output_shape: the output's shape, static: a tuple, list, NumPy array or
+        concrete JAX array holding ``N + 2`` sizes in ``data_format`` order, or
+        only the ``N`` spatial sizes. Each spatial size must be one that a
+        forward convolution maps back to the input's size (see Raises).
+      strides: an int, or a sequence of length 1, ``N`` or ``N + 2`` (the last
+        with batch and channel entries of 1).
+      padding: ``"SAME"``, ``"VALID"``, or explicit padding of the forward
+        convolution as ``N + 2`` ``(before, after)`` pairs in ``data_format``
+        order, with ``(0, 0)`` for batch and channels.
+      data_format: ``None`` or a channels-last string (``"NWC"``, ``"NHWC"``,
+        ``"NDHWC"``) or a channels-first one (``"NCW"``, ``"NCHW"``,
+        ``"NCDHW"``).
+      dilations: kernel dilation, spelled like ``strides``; ``None`` means 1.
+      name: a name scope for the operation in the compiled program's metadata.
+      groups: number of feature groups; ``C_in`` must be divisible by it and
+        ``groups == C_in`` is a depthwise transposed convolution.
+      method: the lowering: ``"auto"`` or one of :data:`jdeconv.METHODS`. All
+        give the same result.
+      precision: passed to ``jax.lax.conv_general_dilated``.
+      preferred_element_type: passed to ``jax.lax.conv_general_dilated``.
+
+    Returns:
+      The result, of shape ``output_shape`` (batch and channels filled in).
+      Its dtype is that of ``input`` and ``filters`` under JAX's type
+      promotion, or ``preferred_element_type``.
+
+    Raises:
+      TypeError: if ``output_shape`` is traced, if an argument has the wrong
+        kind, or if the promoted dtype is not floating point.
+      ValueError: on a rank, channel, batch or format mismatch, a bad
+        ``strides``, ``dilations`` or ``padding``, or an output size outside
+        TensorFlow's accepted range: ``[(I-1)*s + 1, I*s]`` for ``SAME``,
+        ``[(I-1)*s + k_eff, (I-1)*s + k_eff + s - 1]`` for ``VALID``, where
+        ``k_eff = (k-1)*d + 1``.
+
+    Example:
+
+      >>> import jax.numpy as jnp, jdeconv
+      >>> x = jnp.ones((1, 4, 4, 3))
+      >>> w = jnp.ones((3, 3, 8, 3))  # [h, w, C_out, C_in]
+      >>> jdeconv.conv_transpose(x, w, (1, 8, 8, 8), strides=2).shape
+      (1, 8, 8, 8)
+    """
+    return _conv_transpose(
+        "conv_transpose",
+        None,
+        input,
+        filters,
+        output_shape,
+        strides,
+        padding,
+        data_format,
+        dilations,
+        name,
+        groups=groups,
+        method=method,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def conv1d_transpose(
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Sequence[int] | ArrayLike,
+    strides: IntOrSequence,
+    padding: _shapes.Padding = "SAME",
+    data_format: str = "NWC",
+    dilations: IntOrSequence | None = None,
+    name: str | None = None,
+    *,
+    groups: int = 1,
+    method: str = "auto",
+    precision: jax.lax.PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> jax.Array:
+    """1-d transposed convolution, as ``tf.nn.conv1d_transpose``.
+
+    See :func:`conv_transpose` for the arguments; here ``input`` is
+    ``(batch, width, C_in)`` (``"NWC"``) or ``(batch, C_in, width)``
+    (``"NCW"``) and ``filters`` is ``[width, C_out / groups, C_in]``.
+
+    Example:
+
+      >>> import jax.numpy as jnp, jdeconv
+      >>> x = jnp.ones((2, 10, 4))
+      >>> w = jnp.ones((5, 6, 4))
+      >>> jdeconv.conv1d_transpose(x, w, (2, 23, 6), strides=2, padding="VALID").shape
+      (2, 23, 6)
+    """
+    return _conv_transpose(
+        "conv1d_transpose",
+        1,
+        input,
+        filters,
+        output_shape,
+        strides,
+        padding,
+        data_format,
+        dilations,
+        name,
+        groups=groups,
+        method=method,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def conv2d_transpose(
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Sequence[int] | ArrayLike,
+    strides: IntOrSequence,
+    padding: _shapes.Padding = "SAME",
+    data_format: str = "NHWC",
+    dilations: IntOrSequence | None = None,
+    name: str | None = None,
+    *,
+    groups: int = 1,
+    method: str = "auto",
+    precision: jax.lax.PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> jax.Array:
+    """2-d transposed convolution, as ``tf.nn.conv2d_transpose``.
+
+    See :func:`conv_transpose` for the arguments; here ``input`` is
+    ``(batch, height, width, C_in)`` (``"NHWC"``) or
+    ``(batch, C_in, height, width)`` (``"NCHW"``) and ``filters`` is
+    ``[height, width, C_out / groups, C_in]``.
+
+    Example, next to TensorFlow:
+
+      >>> import numpy as np, jdeconv
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(1, 4, 4, 3)).astype(np.float32)
+      >>> w = rng.normal(size=(3, 3, 8, 3)).astype(np.float32)
+      >>> # tf.nn.conv2d_transpose(x, w, [1, 7, 7, 8], 2, "SAME")
+      >>> y = jdeconv.conv2d_transpose(x, w, [1, 7, 7, 8], 2, "SAME")
+      >>> y.shape
+      (1, 7, 7, 8)
+    """
+    return _conv_transpose(
+        "conv2d_transpose",
+        2,
+        input,
+        filters,
+        output_shape,
+        strides,
+        padding,
+        data_format,
+        dilations,
+        name,
+        groups=groups,
+        method=method,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def conv3d_transpose(
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Sequence[int] | ArrayLike,
+    strides: IntOrSequence,
+    padding: _shapes.Padding = "SAME",
+    data_format: str = "NDHWC",
+    dilations: IntOrSequence | None = None,
+    name: str | None = None,
+    *,
+    groups: int = 1,
+    method: str = "auto",
+    precision: jax.lax.PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+) -> jax.Array:
+    """3-d transposed convolution, as ``tf.nn.conv3d_transpose``.
+
+    See :func:`conv_transpose` for the arguments; here ``input`` is
+    ``(batch, depth, height, width, C_in)`` (``"NDHWC"``) or
+    ``(batch, C_in, depth, height, width)`` (``"NCDHW"``) and ``filters`` is
+    ``[depth, height, width, C_out / groups, C_in]``.
+
+    Example:
+
+      >>> import jax.numpy as jnp, jdeconv
+      >>> x = jnp.ones((1, 2, 3, 4, 5))
+      >>> w = jnp.ones((2, 2, 2, 7, 5))
+      >>> jdeconv.conv3d_transpose(x, w, (4, 6, 8), strides=2).shape
+      (1, 4, 6, 8, 7)
+    """
+    return _conv_transpose(
+        "conv3d_transpose",
+        3,
+        input,
+        filters,
+        output_shape,
+        strides,
+        padding,
+        data_format,
+        dilations,
+        name,
+        groups=groups,
+        method=method,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def _conv_transpose(
+    function: str,
+    num_spatial: int | None,
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Any,
+    strides: Any,
+    padding: Any,
+    data_format: Any,
+    dilations: Any,
+    name: str | None,
+    *,
+    groups: int,
+    method: str,
+    precision: jax.lax.PrecisionLike,
+    preferred_element_type: DTypeLike | None,
+) -> jax.Array:
+    x = _as_array(function, "input", input)
+    w = _as_array(function, "filters", filters)
+    if num_spatial is None:
+        if x.ndim < 3:
+            raise ValueError(
+                f"{function}: `input` must have at least 3 dimensions (batch, "
+                f"spatial, channels), got shape {x.shape}."
+            )
+        num_spatial = x.ndim - 2
+    elif x.ndim != num_spatial + 2:
+        raise ValueError(
+            f"{function}: `input` must have {num_spatial + 2} dimensions, got shape {x.shape}."
+        )
+    if w.ndim != num_spatial + 2:
+        raise ValueError(
+            f"{function}: `filters` must have {num_spatial + 2} dimensions "
+            f"[*kernel_size, out_channels, in_channels], got shape {w.shape}."
+        )
+    dtype = jnp.result_type(x, w)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{function}: `input` and `filters` must be floating point (float16, "
+            f"bfloat16, float32 or float64), got {x.dtype} and {w.dtype}."
+        )
+    x, w = x.astype(dtype), w.astype(dtype)
+
+    channels_last = _shapes.normalize_data_format(function, data_format, num_spatial)
+    strides = _shapes.normalize_window_argument(
+        function, "strides", strides, num_spatial, channels_last
+    )
+    dilations = _shapes.normalize_window_argument(
+        function, "dilations", dilations, num_spatial, channels_last
+    )
+    batch_size = x.shape[0]
+    in_channels = x.shape[-1] if channels_last else x.shape[1]
+    input_size = x.shape[1:-1] if channels_last else x.shape[2:]
+    *kernel_size, out_per_group, filter_in_channels = w.shape
+    groups = _check_groups(function, groups, in_channels)
+    if filter_in_channels != in_channels:
+        raise ValueError(
+            f"{function}: `filters` have {filter_in_channels} input channels "
+            f"(last axis), but `input` has {in_channels} channels; input shape "
+            f"{x.shape}, filters shape {w.shape}, data_format {data_format!r}."
+        )
+    if any(k < 1 for k in kernel_size):
+        raise ValueError(
+            f"{function}: `filters` spatial sizes must be >= 1, got shape {w.shape}."
+        )
+    output_size = _shapes.normalize_output_shape(
+        function,
+        _static_output_shape(function, output_shape),
+        num_spatial,
+        channels_last,
+        batch_size=batch_size,
+        out_channels=out_per_group * groups,
+    )
+    geometry = _shapes.make_geometry(
+        function,
+        input_size=input_size,
+        kernel_size=kernel_size,
+        output_size=output_size,
+        strides=strides,
+        dilations=dilations,
+        padding=_shapes.normalize_padding(function, padding, num_spatial, channels_last),
+        channels_last=channels_last,
+        groups=groups,
+    )
+    config = ConvConfig(
+        geometry=geometry,
+        lowering=select_lowering(function, method, geometry),
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    scope = jax.named_scope(name) if name else contextlib.nullcontext()
+    with scope:
+        return _autodiff.transpose_conv(x, w, config)
+
+
+def _as_array(function: str, argument: str, value: ArrayLike) -> jax.Array:
+    if isinstance(value, jax.Array):
+        return value
+    try:
+        return jnp.asarray(value)
+    except TypeError as error:
+        raise TypeError(
+            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
+        ) from None
+
+
+def _check_groups(function: str, groups: Any, in_channels: int) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
+        raise TypeError(f"{function}: `groups` must be an int, got {groups!r}.")
+    if groups < 1 or in_channels % groups:
+        raise ValueError(
+            f"{function}: `groups` must be >= 1 and divide the {in_channels} "
+            f"input channels, got {groups}."
+        )
+    return int(groups)
+
+
+def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:
+    """``output_shape`` as a tuple of concrete scalars, or a TypeError if traced."""
+    entries = (
+        list(output_shape) if isinstance(output_shape, list | tuple) else [output_shape]
+    )
+    if any(isinstance(entry, jax.core.Tracer) for entry in entries):
+        raise TypeError(
+            f"{function}: `output_shape` must be static, but it is a traced value "
+            f"(it was computed inside jit, vmap or grad). Pass Python ints, e.g. "
+            f"computed from `input.shape`, or mark the argument static with "
+            f"`jax.jit(..., static_argnames=...)`."
+        )
+    shape = np.asarray(output_shape)
+    if shape.ndim != 1:
+        raise ValueError(
+            f"{function}: `output_shape` must be a 1-d sequence of sizes, got {output_shape!r}."
+        )
+    return tuple(shape.tolist())

@@ -1,0 +1,425 @@
+"""Shape arithmetic of TensorFlow's transposed convolution, in plain Python.
+
+This module has no JAX import. It turns the user's arguments (``strides``,
+``dilations``, ``padding``, ``data_format``, ``output_shape``) into a
+:class:`ConvTransposeGeometry`, checking every rule of TensorFlow's
+``Conv2DBackpropInput`` on the way, and it derives the padding that each
+lowering needs from that geometry.
+
+Notation, per spatial dimension: ``I`` input size, ``O`` output size, ``k``
+kernel size, ``d`` dilation, ``s`` stride and ``k_eff = (k - 1) * d + 1``. The
+transposed convolution is the adjoint of a forward convolution that maps a
+size-``O`` signal to a size-``I`` one:
+
+    y[j * s + t * d - p_before] += x[j] * w[t]
+
+where ``p_before`` is the forward convolution's padding before the signal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+Padding = str | Sequence[Sequence[int]]
+
+_CHANNELS_LAST_FORMATS = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+_CHANNELS_FIRST_FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTransposeGeometry:
+    """Validated, static description of one transposed convolution.
+
+    All tuples have one entry per spatial dimension.
+
+    Attributes:
+      channels_last: whether the feature axis of input and output is the last
+        one (``NHWC``) rather than axis 1 (``NCHW``).
+      input_size: spatial size ``I`` of the input.
+      output_size: spatial size ``O`` of the output.
+      kernel_size: spatial size ``k`` of the filters.
+      strides: stride ``s`` of the equivalent forward convolution.
+      dilations: kernel dilation ``d``.
+      padding: the equivalent forward convolution's ``(before, after)`` padding.
+        ``after`` is exact: a forward convolution of a size-``O`` signal with
+        this padding has size ``I``. It may be negative (a crop).
+      groups: number of feature groups.
+    """
+
+    channels_last: bool
+    input_size: tuple[int, ...]
+    output_size: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    groups: int = 1
+
+    @property
+    def num_spatial(self) -> int:
+        return len(self.input_size)
+
+    @property
+    def effective_kernel_size(self) -> tuple[int, ...]:
+        """``(k - 1) * d + 1`` per spatial dimension."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilations))
+
+    @property
+    def lhs_dilated_padding(self) -> tuple[tuple[int, int], ...]:
+        """Padding of the stride-dilated input for the flipped-kernel convolution.
+
+        ``(k_eff - 1 - before, k_eff - 1 - after)`` per dimension; negative
+        entries crop.
+        """
+        return tuple(
+            (k_eff - 1 - before, k_eff - 1 - after)
+            for k_eff, (before, after) in zip(self.effective_kernel_size, self.padding)
+        )
+
+
+def normalize_data_format(function: str, data_format: str | None, num_spatial: int) -> bool:
+    """Checks ``data_format`` for an op of rank ``num_spatial``.
+
+    Args:
+      function: name of the public function, for error messages.
+      data_format: ``None`` (channels last) or one of TensorFlow's strings.
+      num_spatial: number of spatial dimensions.
+
+    Returns:
+      Whether the layout is channels-last.
+
+    Raises:
+      TypeError: if ``data_format`` is not a string or ``None``.
+      ValueError: if it is not a layout of this rank.
+    """
+    if data_format is None:
+        return True
+    if not isinstance(data_format, str):
+        raise TypeError(
+            f"{function}: `data_format` must be a string or None, "
+            f"got {type(data_format).__name__} {data_format!r}."
+        )
+    last = _CHANNELS_LAST_FORMATS.get(num_spatial)
+    first = _CHANNELS_FIRST_FORMATS.get(num_spatial)
+    if last is None:  # N-d beyond 3: spelled generically.
+        spatial = "".join(chr(ord("0") + i) for i in range(num_spatial))
+        last, first = f"N{spatial}C", f"NC{spatial}"
+    if data_format == last:
+        return True
+    if data_format == first:
+        return False
+    raise ValueError(
+        f"{function}: `data_format` must be {last!r} or {first!r} for "
+        f"{num_spatial} spatial dimension(s), got {data_format!r}."
+    )
+
+
+def _as_int(function: str, argument: str, value: Any) -> int:
+    """``operator.index`` (ints, NumPy and concrete JAX integers), bools refused."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{function}: `{argument}` must hold integers, "
+            f"got {type(value).__name__} {value!r}."
+        ) from None
+
+
+def normalize_window_argument(
+    function: str,
+    argument: str,
+    value: int | Sequence[int] | None,
+    num_spatial: int,
+    channels_last: bool,
+) -> tuple[int, ...]:
+    """Normalises ``strides`` or ``dilations`` to one positive int per dimension.
+
+    TensorFlow accepts an int, or a sequence of length 1, ``N`` or ``N + 2``
+    (the last in ``data_format`` order, with batch and channel entries of 1).
+    ``None`` means 1.
+
+    Raises:
+      TypeError: if an entry is not an integer.
+      ValueError: on a wrong length, a batch or channel entry other than 1, or
+        an entry below 1.
+    """
+    if value is None:
+        return (1,) * num_spatial
+    if isinstance(value, numbers.Integral) or getattr(value, "ndim", None) == 0:
+        values: tuple[int, ...] = (_as_int(function, argument, value),)
+    elif isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"{function}: `{argument}` must be an int or a sequence of ints, "
+            f"got {type(value).__name__} {value!r}."
+        )
+    else:
+        values = tuple(_as_int(function, argument, v) for v in value)
+    full = num_spatial + 2
+    if len(values) == 1:
+        spatial = values * num_spatial
+    elif len(values) == num_spatial:
+        spatial = values
+    elif len(values) == full:
+        outer = (values[0], values[-1]) if channels_last else (values[0], values[1])
+        if outer != (1, 1):
+            raise ValueError(
+                f"{function}: `{argument}` in its length-{full} form must be 1 "
+                f"on the batch and channel dimensions, got {values}."
+            )
+        spatial = values[1:-1] if channels_last else values[2:]
+    else:
+        lengths = sorted({1, num_spatial, full})
+        allowed = ", ".join(map(str, lengths[:-1])) + f" or {lengths[-1]}"
+        raise ValueError(
+            f"{function}: `{argument}` must have length {allowed}, got {values}."
+        )
+    if any(v < 1 for v in spatial):
+        raise ValueError(f"{function}: every entry of `{argument}` must be >= 1, got {values}.")
+    return tuple(spatial)
+
+
+def normalize_output_shape(
+    function: str,
+    output_shape: Sequence[int],
+    num_spatial: int,
+    channels_last: bool,
+    batch_size: int,
+    out_channels: int,
+) -> tuple[int, ...]:
+    """Checks ``output_shape`` and returns its spatial sizes.
+
+    Args:
+      function: name of the public function, for error messages.
+      output_shape: concrete integers: ``N + 2`` of them in ``data_format``
+        order, or only the ``N`` spatial sizes.
+      num_spatial: number of spatial dimensions.
+      channels_last: the layout.
+      batch_size: the input's batch size, which a full shape must repeat.
+      out_channels: the output's channel count (from the filters), which a full
+        shape must repeat.
+
+    Raises:
+      TypeError: if an entry is not an integer.
+      ValueError: on a wrong length, a batch or channel mismatch or a negative
+        size.
+    """
+    values = tuple(_as_int(function, "output_shape", v) for v in output_shape)
+    if len(values) == num_spatial + 2:
+        batch = values[0]
+        channels = values[-1] if channels_last else values[1]
+        spatial = values[1:-1] if channels_last else values[2:]
+        if batch != batch_size:
+            raise ValueError(
+                f"{function}: `output_shape` has batch size {batch}, but `input` "
+                f"has batch size {batch_size}; output_shape={values}."
+            )
+        if channels != out_channels:
+            raise ValueError(
+                f"{function}: `output_shape` has {channels} channels, but `filters` "
+                f"produce {out_channels} output channels; output_shape={values}."
+            )
+    elif len(values) == num_spatial:
+        spatial = values
+    else:
+        raise ValueError(
+            f"{function}: `output_shape` must have length {num_spatial + 2} (the "
+            f"full shape) or {num_spatial} (spatial sizes only), got {values}."
+        )
+    if any(v < 0 for v in spatial):
+        raise ValueError(f"{function}: `output_shape` sizes must be >= 0, got {values}.")
+    return tuple(spatial)
+
+
+def normalize_padding(
+    function: str, padding: Padding, num_spatial: int, channels_last: bool
+) -> str | tuple[tuple[int, int], ...]:
+    """Checks ``padding`` and returns ``"SAME"``, ``"VALID"`` or spatial pairs.
+
+    Explicit padding is ``N + 2`` ``(before, after)`` pairs in ``data_format``
+    order whose batch and channel pairs are ``(0, 0)``, as in TensorFlow.
+
+    Raises:
+      TypeError: if ``padding`` is neither a string nor a sequence of pairs.
+      ValueError: on an unknown string, a wrong number of pairs, a non-zero
+        batch or channel pair, or a negative entry.
+    """
+    if isinstance(padding, str):
+        if padding in ("SAME", "VALID"):
+            return padding
+        hint = (
+            f" (TensorFlow spells it {padding.upper()!r})"
+            if padding.upper() in ("SAME", "VALID")
+            else ""
+        )
+        raise ValueError(
+            f"{function}: `padding` must be 'SAME', 'VALID' or a list of "
+            f"(before, after) pairs, got {padding!r}{hint}."
+        )
+    try:
+        pairs = tuple(tuple(pair) for pair in padding)
+    except TypeError:
+        raise TypeError(
+            f"{function}: `padding` must be 'SAME', 'VALID' or a list of "
+            f"(before, after) pairs, got {type(padding).__name__} {padding!r}."
+        ) from None
+    full = num_spatial + 2
+    if len(pairs) != full or any(len(pair) != 2 for pair in pairs):
+        raise ValueError(
+            f"{function}: explicit `padding` must be {full} (before, after) pairs, "
+            f"one per dimension in `data_format` order, got {padding!r}."
+        )
+    pairs = tuple(
+        (_as_int(function, "padding", a), _as_int(function, "padding", b)) for a, b in pairs
+    )
+    outer = (pairs[0], pairs[-1]) if channels_last else (pairs[0], pairs[1])
+    if outer != ((0, 0), (0, 0)):
+        raise ValueError(
+            f"{function}: explicit `padding` must be (0, 0) on the batch and "
+            f"channel dimensions, got {pairs}."
+        )
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(f"{function}: explicit `padding` must be >= 0, got {pairs}.")
+    return pairs[1:-1] if channels_last else pairs[2:]
+
+
+def accepted_output_sizes(
+    input_size: int,
+    kernel_size: int,
+    stride: int,
+    dilation: int,
+    padding: str | tuple[int, int],
+) -> range:
+    """The output sizes TensorFlow accepts for one spatial dimension.
+
+    They are the ``O`` for which a forward convolution of a size-``O`` signal
+    has size ``input_size``.
+
+    >>> accepted_output_sizes(4, 3, 2, 1, "SAME")
+    range(7, 9)
+    >>> accepted_output_sizes(4, 3, 2, 1, "VALID")
+    range(9, 11)
+    """
+    k_eff = (kernel_size - 1) * dilation + 1
+    if padding == "SAME":
+        low = (input_size - 1) * stride + 1
+    elif padding == "VALID":
+        low = (input_size - 1) * stride + k_eff
+    else:
+        before, after = padding
+        low = (input_size - 1) * stride + k_eff - before - after
+    return range(max(low, 0), max(low + stride, 0))
+
+
+def forward_padding(
+    input_size: int,
+    output_size: int,
+    kernel_size: int,
+    stride: int,
+    dilation: int,
+    padding: str | tuple[int, int],
+) -> tuple[int, int]:
+    """The forward convolution's ``(before, after)`` padding for one dimension.
+
+    ``before`` follows TensorFlow (``SAME`` puts the odd element after);
+    ``after`` is chosen so that the forward convolution maps ``output_size`` to
+    exactly ``input_size``.
+
+    >>> forward_padding(4, 8, 3, 2, 1, "SAME")
+    (0, -1)
+    >>> forward_padding(4, 7, 3, 2, 1, "SAME")
+    (1, 1)
+    """
+    k_eff = (kernel_size - 1) * dilation + 1
+    if padding == "SAME":
+        before = max(0, (input_size - 1) * stride + k_eff - output_size) // 2
+    elif padding == "VALID":
+        before = 0
+    else:
+        before = padding[0]
+    after = (input_size - 1) * stride + k_eff - output_size - before
+    return before, after
+
+
+def make_geometry(
+    function: str,
+    *,
+    input_size: Sequence[int],
+    kernel_size: Sequence[int],
+    output_size: Sequence[int] | None,
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    padding: str | tuple[tuple[int, int], ...],
+    channels_last: bool,
+    groups: int = 1,
+) -> ConvTransposeGeometry:
+    """Builds the geometry, checking each output size against TensorFlow's range.
+
+    Args:
+      function: name of the public function, for error messages.
+      input_size: spatial sizes of the input.
+      kernel_size: spatial sizes of the filters.
+      output_size: requested spatial output sizes; ``None`` picks the largest
+        accepted size for ``SAME`` (``I * s``) and the smallest for ``VALID`` and
+        explicit padding, as Keras does.
+      strides: normalised strides.
+      dilations: normalised dilations.
+      padding: ``"SAME"``, ``"VALID"`` or spatial ``(before, after)`` pairs.
+      channels_last: the layout.
+      groups: number of feature groups.
+
+    Raises:
+      ValueError: if an output size is outside TensorFlow's accepted range.
+    """
+    spatial_names = _spatial_names(len(input_size), channels_last)
+    sizes = []
+    pads = []
+    for dim, (i, k, s, d) in enumerate(zip(input_size, kernel_size, strides, dilations)):
+        dim_padding = padding if isinstance(padding, str) else padding[dim]
+        accepted = accepted_output_sizes(i, k, s, d, dim_padding)
+        if output_size is None:
+            if len(accepted) == 0:
+                raise ValueError(
+                    f"{function}: no output size is possible in dimension {dim} "
+                    f"({spatial_names[dim]}) for input size {i}, kernel size {k}, "
+                    f"stride {s}, dilation {d} and padding {dim_padding!r}."
+                )
+            o = accepted[-1] if padding == "SAME" else accepted[0]
+        else:
+            o = output_size[dim]
+        if o not in accepted:
+            expected = (
+                f"the accepted range is [{accepted.start}, {accepted.stop - 1}]"
+                if len(accepted)
+                else "no output size is accepted"
+            )
+            raise ValueError(
+                f"{function}: output size {o} in dimension {dim} "
+                f"({spatial_names[dim]}) does not fit input size {i} with kernel "
+                f"size {k}, stride {s}, dilation {d} and padding {dim_padding!r}: "
+                f"{expected}."
+            )
+        sizes.append(o)
+        pads.append(forward_padding(i, o, k, s, d, dim_padding))
+    return ConvTransposeGeometry(
+        channels_last=channels_last,
+        input_size=tuple(input_size),
+        output_size=tuple(sizes),
+        kernel_size=tuple(kernel_size),
+        strides=strides,
+        dilations=dilations,
+        padding=tuple(pads),
+        groups=groups,
+    )
+
+
+def _spatial_names(num_spatial: int, channels_last: bool) -> tuple[str, ...]:
+    del channels_last  # Names are the same in both layouts.
+    return {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(
+        num_spatial, tuple(f"spatial {i}" for i in range(num_spatial))
+    )

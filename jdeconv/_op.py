@@ -86,7 +86,6 @@ def conv_transpose(
         ``k_eff = (k-1)*d + 1``.
 
     Example:
-
       >>> import jax.numpy as jnp, jdeconv
       >>> x = jnp.ones((1, 4, 4, 3))
       >>> w = jnp.ones((3, 3, 8, 3))  # [h, w, C_out, C_in]
@@ -133,7 +132,6 @@ def conv1d_transpose(
     (``"NCW"``) and ``filters`` is ``[width, C_out / groups, C_in]``.
 
     Example:
-
       >>> import jax.numpy as jnp, jdeconv
       >>> x = jnp.ones((2, 10, 4))
       >>> w = jnp.ones((5, 6, 4))
@@ -232,7 +230,6 @@ def conv3d_transpose(
     ``[depth, height, width, C_out / groups, C_in]``.
 
     Example:
-
       >>> import jax.numpy as jnp, jdeconv
       >>> x = jnp.ones((1, 2, 3, 4, 5))
       >>> w = jnp.ones((2, 2, 2, 7, 5))
@@ -319,9 +316,7 @@ def _conv_transpose(
             f"{x.shape}, filters shape {w.shape}, data_format {data_format!r}."
         )
     if any(k < 1 for k in kernel_size):
-        raise ValueError(
-            f"{function}: `filters` spatial sizes must be >= 1, got shape {w.shape}."
-        )
+        raise ValueError(f"{function}: `filters` spatial sizes must be >= 1, got shape {w.shape}.")
     output_size = _shapes.normalize_output_shape(
         function,
         _static_output_shape(function, output_shape),
@@ -376,9 +371,7 @@ def _check_groups(function: str, groups: Any, in_channels: int) -> int:
 
 def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:
     """``output_shape`` as a tuple of concrete scalars, or a TypeError if traced."""
-    entries = (
-        list(output_shape) if isinstance(output_shape, list | tuple) else [output_shape]
-    )
+    entries = list(output_shape) if isinstance(output_shape, list | tuple) else [output_shape]
     if any(isinstance(entry, jax.core.Tracer) for entry in entries):
         raise TypeError(
             f"{function}: `output_shape` must be static, but it is a traced value "

@@ -144,10 +144,15 @@ def sample(
         dilations = tuple(rng.randint(1, max_dilation) for _ in range(n))
         if kind == "EXPLICIT":
             padding = tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(n))
-            ranges = [accepted_range(*a, p) for *a, p in zip(input_size, kernel_size, strides, dilations, padding)]
+            ranges = [
+                accepted_range(*a, p)
+                for *a, p in zip(input_size, kernel_size, strides, dilations, padding)
+            ]
         else:
             padding = kind
-            ranges = [accepted_range(*a, kind) for a in zip(input_size, kernel_size, strides, dilations)]
+            ranges = [
+                accepted_range(*a, kind) for a in zip(input_size, kernel_size, strides, dilations)
+            ]
         ranges = [[o for o in r if o >= 1] for r in ranges]
         if not all(ranges):
             continue

@@ -23,9 +23,7 @@ def tf_padding_before(input_size, output_size, kernel_size, stride, dilation, pa
     return padding[0]
 
 
-def conv_transpose(
-    x, w, output_size, strides, dilations, padding, *, groups=1, channels_last=True
-):
+def conv_transpose(x, w, output_size, strides, dilations, padding, *, groups=1, channels_last=True):
     """Transposed convolution by scatter-add, in float64.
 
     Args:
@@ -53,7 +51,9 @@ def conv_transpose(
     y = np.zeros((batch, *output_size, out_per_group * groups))
     for j in itertools.product(*map(range, input_size)):
         for t in itertools.product(*map(range, kernel_size)):
-            o = tuple(jj * s + tt * d - p for jj, tt, s, d, p in zip(j, t, strides, dilations, pads))
+            o = tuple(
+                jj * s + tt * d - p for jj, tt, s, d, p in zip(j, t, strides, dilations, pads)
+            )
             if not all(0 <= oo < size for oo, size in zip(o, output_size)):
                 continue
             for g in range(groups):

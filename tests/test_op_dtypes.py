@@ -46,10 +46,14 @@ def test_dtype_against_float64_reference(case, dtype, method):
     error = np.abs(np.asarray(y, np.float64) - want)
     assert np.all(error <= TOLERANCE[dtype] * (bound + 1.0)), error.max()
 
-    dx, dw = jax.grad(lambda x, w: jnp.sum(
-        jdeconv.conv_transpose(x, w, out, strides, padding, dilations=dilations,
-                               groups=groups, method=method).astype(jnp.float32)
-    ), argnums=(0, 1))(x, w)
+    dx, dw = jax.grad(
+        lambda x, w: jnp.sum(
+            jdeconv.conv_transpose(
+                x, w, out, strides, padding, dilations=dilations, groups=groups, method=method
+            ).astype(jnp.float32)
+        ),
+        argnums=(0, 1),
+    )(x, w)
     assert dx.dtype == dtype and dw.dtype == dtype
 
 
@@ -58,6 +62,8 @@ def test_mixed_dtypes_follow_jax_promotion():
     w = jnp.ones((2, 2, 4, 2), jnp.float32)
     assert jdeconv.conv2d_transpose(x, w, (6, 6), 2).dtype == jnp.float32
     assert jdeconv.conv2d_transpose(x, w.astype(jnp.float16), (6, 6), 2).dtype == jnp.float32
-    assert jdeconv.conv2d_transpose(np.ones((1, 3, 3, 2), np.int32), w, (6, 6), 2).dtype == jnp.float32
+    assert (
+        jdeconv.conv2d_transpose(np.ones((1, 3, 3, 2), np.int32), w, (6, 6), 2).dtype == jnp.float32
+    )
     dx = jax.grad(lambda x: jnp.sum(jdeconv.conv2d_transpose(x, w, (6, 6), 2)))(x)
     assert dx.dtype == jnp.bfloat16

@@ -26,36 +26,112 @@ def call(**overrides):
 
 BAD = [
     # (overrides, exception, message pattern)
-    (dict(input=jnp.ones((4, 4, 3))), ValueError, r"`input` must have 4 dimensions, got shape \(4, 4, 3\)"),
+    (
+        dict(input=jnp.ones((4, 4, 3))),
+        ValueError,
+        r"`input` must have 4 dimensions, got shape \(4, 4, 3\)",
+    ),
     (dict(filters=jnp.ones((3, 5, 3))), ValueError, r"`filters` must have 4 dimensions"),
-    (dict(filters=jnp.ones((3, 3, 5, 2))), ValueError, r"`filters` have 2 input channels .* `input` has 3 channels"),
+    (
+        dict(filters=jnp.ones((3, 3, 5, 2))),
+        ValueError,
+        r"`filters` have 2 input channels .* `input` has 3 channels",
+    ),
     (dict(filters=jnp.ones((0, 3, 5, 3))), ValueError, r"`filters` spatial sizes must be >= 1"),
-    (dict(input=jnp.ones((2, 4, 4, 3), jnp.int32), filters=jnp.ones((3, 3, 5, 3), jnp.int32)), TypeError, r"`input` and `filters` must be floating point \(float16, bfloat16, float32 or float64\), got int32 and int32"),
-    (dict(data_format="NCW"), ValueError, r"`data_format` must be 'NHWC' or 'NCHW' for 2 spatial dimension\(s\), got 'NCW'"),
+    (
+        dict(input=jnp.ones((2, 4, 4, 3), jnp.int32), filters=jnp.ones((3, 3, 5, 3), jnp.int32)),
+        TypeError,
+        r"`input` and `filters` must be floating point \(float16, bfloat16, float32 or float64\), got int32 and int32",
+    ),
+    (
+        dict(data_format="NCW"),
+        ValueError,
+        r"`data_format` must be 'NHWC' or 'NCHW' for 2 spatial dimension\(s\), got 'NCW'",
+    ),
     (dict(data_format=4), TypeError, r"`data_format` must be a string or None, got int 4"),
     (dict(strides=(1, 2, 3)), ValueError, r"`strides` must have length 1, 2 or 4, got \(1, 2, 3\)"),
-    (dict(strides=(2, 2, 2, 1)), ValueError, r"`strides` in its length-4 form must be 1 on the batch and channel dimensions, got \(2, 2, 2, 1\)"),
+    (
+        dict(strides=(2, 2, 2, 1)),
+        ValueError,
+        r"`strides` in its length-4 form must be 1 on the batch and channel dimensions, got \(2, 2, 2, 1\)",
+    ),
     (dict(strides=0), ValueError, r"every entry of `strides` must be >= 1, got \(0,\)"),
     (dict(strides=(2.0, 2)), TypeError, r"`strides` must hold integers, got float 2.0"),
     (dict(strides="2"), TypeError, r"`strides` must be an int or a sequence of ints, got str '2'"),
     (dict(dilations=(1, 0)), ValueError, r"every entry of `dilations` must be >= 1, got \(1, 0\)"),
     (dict(dilations=(1, 1, 1)), ValueError, r"`dilations` must have length 1, 2 or 4"),
-    (dict(padding="same"), ValueError, r"`padding` must be 'SAME', 'VALID' or a list of \(before, after\) pairs, got 'same' \(TensorFlow spells it 'SAME'\)"),
+    (
+        dict(padding="same"),
+        ValueError,
+        r"`padding` must be 'SAME', 'VALID' or a list of \(before, after\) pairs, got 'same' \(TensorFlow spells it 'SAME'\)",
+    ),
     (dict(padding="FULL"), ValueError, r"got 'FULL'\.$"),
-    (dict(padding=3), TypeError, r"`padding` must be 'SAME', 'VALID' or a list of \(before, after\) pairs, got int 3"),
-    (dict(padding=[[0, 0], [1, 1], [1, 1]]), ValueError, r"explicit `padding` must be 4 \(before, after\) pairs"),
-    (dict(padding=[[1, 0], [1, 1], [1, 1], [0, 0]]), ValueError, r"explicit `padding` must be \(0, 0\) on the batch and channel dimensions"),
-    (dict(padding=[[0, 0], [-1, 1], [1, 1], [0, 0]]), ValueError, r"explicit `padding` must be >= 0"),
-    (dict(output_shape=(2, 8, 8)), ValueError, r"`output_shape` must have length 4 \(the full shape\) or 2 \(spatial sizes only\), got \(2, 8, 8\)"),
-    (dict(output_shape=(3, 8, 8, 5)), ValueError, r"`output_shape` has batch size 3, but `input` has batch size 2"),
-    (dict(output_shape=(2, 8, 8, 6)), ValueError, r"`output_shape` has 6 channels, but `filters` produce 5 output channels"),
-    (dict(output_shape=(2, 9, 8, 5)), ValueError, r"output size 9 in dimension 0 \(height\) does not fit input size 4 with kernel size 3, stride 2, dilation 1 and padding 'SAME': the accepted range is \[7, 8\]"),
-    (dict(output_shape=(8, 6)), ValueError, r"output size 6 in dimension 1 \(width\) .* accepted range is \[7, 8\]"),
-    (dict(output_shape=(8, 8), padding="VALID"), ValueError, r"output size 8 in dimension 0 \(height\) .* padding 'VALID': the accepted range is \[9, 10\]"),
-    (dict(output_shape=(9, 11), padding="VALID"), ValueError, r"output size 11 in dimension 1 .* the accepted range is \[9, 10\]"),
-    (dict(output_shape=(8, 8), padding=[[0, 0], [1, 1], [2, 2], [0, 0]]), ValueError, r"output size 8 in dimension 1 \(width\) .* padding \(2, 2\): the accepted range is \[5, 6\]"),
+    (
+        dict(padding=3),
+        TypeError,
+        r"`padding` must be 'SAME', 'VALID' or a list of \(before, after\) pairs, got int 3",
+    ),
+    (
+        dict(padding=[[0, 0], [1, 1], [1, 1]]),
+        ValueError,
+        r"explicit `padding` must be 4 \(before, after\) pairs",
+    ),
+    (
+        dict(padding=[[1, 0], [1, 1], [1, 1], [0, 0]]),
+        ValueError,
+        r"explicit `padding` must be \(0, 0\) on the batch and channel dimensions",
+    ),
+    (
+        dict(padding=[[0, 0], [-1, 1], [1, 1], [0, 0]]),
+        ValueError,
+        r"explicit `padding` must be >= 0",
+    ),
+    (
+        dict(output_shape=(2, 8, 8)),
+        ValueError,
+        r"`output_shape` must have length 4 \(the full shape\) or 2 \(spatial sizes only\), got \(2, 8, 8\)",
+    ),
+    (
+        dict(output_shape=(3, 8, 8, 5)),
+        ValueError,
+        r"`output_shape` has batch size 3, but `input` has batch size 2",
+    ),
+    (
+        dict(output_shape=(2, 8, 8, 6)),
+        ValueError,
+        r"`output_shape` has 6 channels, but `filters` produce 5 output channels",
+    ),
+    (
+        dict(output_shape=(2, 9, 8, 5)),
+        ValueError,
+        r"output size 9 in dimension 0 \(height\) does not fit input size 4 with kernel size 3, stride 2, dilation 1 and padding 'SAME': the accepted range is \[7, 8\]",
+    ),
+    (
+        dict(output_shape=(8, 6)),
+        ValueError,
+        r"output size 6 in dimension 1 \(width\) .* accepted range is \[7, 8\]",
+    ),
+    (
+        dict(output_shape=(8, 8), padding="VALID"),
+        ValueError,
+        r"output size 8 in dimension 0 \(height\) .* padding 'VALID': the accepted range is \[9, 10\]",
+    ),
+    (
+        dict(output_shape=(9, 11), padding="VALID"),
+        ValueError,
+        r"output size 11 in dimension 1 .* the accepted range is \[9, 10\]",
+    ),
+    (
+        dict(output_shape=(8, 8), padding=[[0, 0], [1, 1], [2, 2], [0, 0]]),
+        ValueError,
+        r"output size 8 in dimension 1 \(width\) .* padding \(2, 2\): the accepted range is \[5, 6\]",
+    ),
     (dict(output_shape=(8.0, 8)), TypeError, r"`output_shape` must hold integers, got float 8.0"),
-    (dict(output_shape=np.ones((2, 2), int)), ValueError, r"`output_shape` must be a 1-d sequence of sizes"),
+    (
+        dict(output_shape=np.ones((2, 2), int)),
+        ValueError,
+        r"`output_shape` must be a 1-d sequence of sizes",
+    ),
     (dict(output_shape=(-1, 8)), ValueError, r"`output_shape` sizes must be >= 0, got \(-1, 8\)"),
 ]
 
@@ -64,14 +140,18 @@ BAD = [
     "overrides, error, pattern", BAD, ids=[re.sub(r"\W+", "_", p[2])[:60] for p in BAD]
 )
 def test_bad_input(overrides, error, pattern):
-    with pytest.raises(error, match=pattern if pattern.startswith("got") else "^conv2d_transpose: " + pattern):
+    with pytest.raises(
+        error, match=pattern if pattern.startswith("got") else "^conv2d_transpose: " + pattern
+    ):
         call(**overrides)
 
 
 def test_groups_errors():
     x = jnp.ones((1, 3, 3, 4))
     w = jnp.ones((2, 2, 3, 4))
-    with pytest.raises(ValueError, match=r"`groups` must be >= 1 and divide the 4 input channels, got 3"):
+    with pytest.raises(
+        ValueError, match=r"`groups` must be >= 1 and divide the 4 input channels, got 3"
+    ):
         jdeconv.conv2d_transpose(x, w, (6, 6), 2, groups=3)
     with pytest.raises(ValueError, match=r"`groups` must be >= 1 .* got 0"):
         jdeconv.conv2d_transpose(x, w, (6, 6), 2, groups=0)
@@ -82,21 +162,35 @@ def test_groups_errors():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match=r"^conv2d_transpose: `method` must be one of \('auto', .*got 'fast'"):
+    with pytest.raises(
+        ValueError, match=r"^conv2d_transpose: `method` must be one of \('auto', .*got 'fast'"
+    ):
         call(method="fast")
 
 
 def test_conv_transpose_rank_errors():
-    with pytest.raises(ValueError, match=r"^conv_transpose: `input` must have at least 3 dimensions"):
+    with pytest.raises(
+        ValueError, match=r"^conv_transpose: `input` must have at least 3 dimensions"
+    ):
         jdeconv.conv_transpose(jnp.ones((2, 3)), jnp.ones((3, 2, 3)), (2, 5), 1)
-    with pytest.raises(ValueError, match=r"^conv_transpose: `data_format` must be 'NDHWC' or 'NCDHW'"):
-        jdeconv.conv_transpose(jnp.ones((1, 2, 2, 2, 1)), jnp.ones((1, 1, 1, 1, 1)), (2, 2, 2), 1, data_format="NHWC")
+    with pytest.raises(
+        ValueError, match=r"^conv_transpose: `data_format` must be 'NDHWC' or 'NCDHW'"
+    ):
+        jdeconv.conv_transpose(
+            jnp.ones((1, 2, 2, 2, 1)), jnp.ones((1, 1, 1, 1, 1)), (2, 2, 2), 1, data_format="NHWC"
+        )
 
 
 def test_1d_and_3d_name_themselves():
-    with pytest.raises(ValueError, match=r"^conv1d_transpose: `data_format` must be 'NWC' or 'NCW'"):
-        jdeconv.conv1d_transpose(jnp.ones((1, 3, 2)), jnp.ones((2, 2, 2)), (6,), 2, data_format="NHWC")
-    with pytest.raises(ValueError, match=r"^conv3d_transpose: output size 5 in dimension 2 \(width\)"):
+    with pytest.raises(
+        ValueError, match=r"^conv1d_transpose: `data_format` must be 'NWC' or 'NCW'"
+    ):
+        jdeconv.conv1d_transpose(
+            jnp.ones((1, 3, 2)), jnp.ones((2, 2, 2)), (6,), 2, data_format="NHWC"
+        )
+    with pytest.raises(
+        ValueError, match=r"^conv3d_transpose: output size 5 in dimension 2 \(width\)"
+    ):
         jdeconv.conv3d_transpose(jnp.ones((1, 2, 2, 2, 1)), jnp.ones((1, 1, 1, 1, 1)), (4, 4, 5), 2)
 
 

@@ -129,8 +129,11 @@ def rejected_variants(case):
     for dim in range(case.num_spatial):
         pad = padding if isinstance(padding, str) else padding[dim]
         accepted = cases.accepted_range(
-            case.input_size[dim], case.kernel_size[dim], case.strides[dim],
-            case.dilations[dim], pad,
+            case.input_size[dim],
+            case.kernel_size[dim],
+            case.strides[dim],
+            case.dilations[dim],
+            pad,
         )
         for bad in (accepted.start - 1, accepted.stop):
             if bad >= 1:
@@ -149,8 +152,13 @@ def test_rejects_what_tensorflow_rejects(tf, index):
             tf_op(tf, bad)(tf.constant(x), tf.constant(w))
         with pytest.raises(ValueError, match=rf"output size {sizes[dim]} in dimension {dim}"):
             getattr(jdeconv, OPS[case.num_spatial])(
-                x, w, bad.output_shape_arg, case.strides_arg, case.padding_arg,
-                case.data_format, case.dilations_arg,
+                x,
+                w,
+                bad.output_shape_arg,
+                case.strides_arg,
+                case.padding_arg,
+                case.data_format,
+                case.dilations_arg,
             )
 
 
@@ -170,5 +178,5 @@ def test_tensorflow_rejects_the_same_argument_errors(tf):
         kwargs.update(overrides)
         with pytest.raises((tf.errors.OpError, ValueError)):
             tf.nn.conv2d_transpose(**kwargs)
-        with pytest.raises(ValueError, match="^conv2d_transpose: "):
+        with pytest.raises(ValueError, match=r"^conv2d_transpose: "):
             jdeconv.conv2d_transpose(**kwargs)

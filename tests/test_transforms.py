@@ -121,7 +121,9 @@ def test_precision_and_preferred_element_type_reach_xla():
         )
 
     text = jax.jit(f).lower(x, w).as_text()
-    assert "precision_config = [#stablehlo<precision HIGHEST>, #stablehlo<precision HIGHEST>]" in text
+    assert (
+        "precision_config = [#stablehlo<precision HIGHEST>, #stablehlo<precision HIGHEST>]" in text
+    )
     y = f(x, w)
     assert y.dtype == jnp.float32
     dx, dw = jax.grad(lambda x, w: jnp.sum(f(x, w)), argnums=(0, 1))(x, w)

@@ -72,9 +72,7 @@ def kernel_grad(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
         window_strides=geometry.dilations,
         padding=geometry.padding,
         rhs_dilation=geometry.strides,
-        dimension_numbers=_common.dimension_numbers(
-            swapped, swapped, (n, n + 1, *range(n))
-        ),
+        dimension_numbers=_common.dimension_numbers(swapped, swapped, (n, n + 1, *range(n))),
         batch_group_count=geometry.groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,

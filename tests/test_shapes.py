@@ -106,6 +106,6 @@ def test_geometry_paddings():
         padding="SAME",
         channels_last=True,
     )
-    assert geometry.padding == ((0, -1),)
-    assert geometry.lhs_dilated_padding == ((2, 3),)
+    assert geometry.padding == ((0, 1),)
+    assert geometry.lhs_dilated_padding == ((2, 1),)
     assert geometry.effective_kernel_size == (3,)

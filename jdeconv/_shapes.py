@@ -126,8 +126,7 @@ def _as_int(function: str, argument: str, value: Any) -> int:
         return operator.index(value)
     except TypeError:
         raise TypeError(
-            f"{function}: `{argument}` must hold integers, "
-            f"got {type(value).__name__} {value!r}."
+            f"{function}: `{argument}` must hold integers, got {type(value).__name__} {value!r}."
         ) from None
 
 
@@ -176,9 +175,7 @@ def normalize_window_argument(
     else:
         lengths = sorted({1, num_spatial, full})
         allowed = ", ".join(map(str, lengths[:-1])) + f" or {lengths[-1]}"
-        raise ValueError(
-            f"{function}: `{argument}` must have length {allowed}, got {values}."
-        )
+        raise ValueError(f"{function}: `{argument}` must have length {allowed}, got {values}.")
     if any(v < 1 for v in spatial):
         raise ValueError(f"{function}: every entry of `{argument}` must be >= 1, got {values}.")
     return tuple(spatial)
@@ -331,7 +328,9 @@ def forward_padding(
     exactly ``input_size``.
 
     >>> forward_padding(4, 8, 3, 2, 1, "SAME")
-    (0, -1)
+    (0, 1)
+    >>> forward_padding(4, 9, 3, 2, 1, "VALID")
+    (0, 0)
     >>> forward_padding(4, 7, 3, 2, 1, "SAME")
     (1, 1)
     """
@@ -423,3 +422,58 @@ def _spatial_names(num_spatial: int, channels_last: bool) -> tuple[str, ...]:
     return {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(
         num_spatial, tuple(f"spatial {i}" for i in range(num_spatial))
     )
+
+
+def deconv_output_length(
+    input_size: int,
+    kernel_size: int,
+    stride: int,
+    dilation: int,
+    padding: str,
+    output_padding: int | None = None,
+) -> int:
+    """The output size of a Keras transposed-convolution layer, for one dimension.
+
+    This is Keras' ``deconv_output_length`` for ``"SAME"`` and ``"VALID"``
+    padding. Without ``output_padding``, ``SAME`` gives ``I * s`` and ``VALID``
+    gives ``I * s + max(k_eff - s, 0)``. With it, the size is
+    ``(I - 1) * s + k_eff - 2 * pad + output_padding``, where ``pad`` is
+    ``k_eff // 2`` for ``SAME`` and 0 for ``VALID``. The result is not checked
+    against :func:`accepted_output_sizes`; the caller does that.
+
+    >>> deconv_output_length(4, 3, 2, 1, "SAME")
+    8
+    >>> deconv_output_length(4, 3, 2, 1, "VALID")
+    9
+    >>> deconv_output_length(4, 3, 2, 1, "SAME", output_padding=0)
+    7
+
+    Raises:
+      ValueError: if ``padding`` is neither ``"SAME"`` nor ``"VALID"``.
+    """
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(
+            f"deconv_output_length: `padding` must be 'SAME' or 'VALID', got {padding!r}."
+        )
+    k_eff = (kernel_size - 1) * dilation + 1
+    if output_padding is None:
+        if padding == "SAME":
+            return input_size * stride
+        return input_size * stride + max(k_eff - stride, 0)
+    pad = k_eff // 2 if padding == "SAME" else 0
+    return (input_size - 1) * stride + k_eff - 2 * pad + output_padding
+
+
+def data_format_string(num_spatial: int, channels_last: bool) -> str:
+    """TensorFlow's ``data_format`` string for a layout, e.g. ``"NHWC"``.
+
+    >>> data_format_string(2, channels_last=False)
+    'NCHW'
+    >>> data_format_string(3, channels_last=True)
+    'NDHWC'
+    """
+    table = _CHANNELS_LAST_FORMATS if channels_last else _CHANNELS_FIRST_FORMATS
+    if num_spatial in table:
+        return table[num_spatial]
+    spatial = "".join(chr(ord("0") + i) for i in range(num_spatial))
+    return f"N{spatial}C" if channels_last else f"NC{spatial}"

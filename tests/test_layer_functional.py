@@ -1,0 +1,227 @@
+"""The functional API: TensorFlow's names and reuse semantics inside linen."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jdeconv
+from jdeconv import layers
+
+X = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)), jnp.float32)
+
+
+def _init(fn, x=X):
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return fn(x)
+
+    model = Model()
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    return model, variables
+
+
+def test_auto_names_follow_tensorflow():
+    def fn(x):
+        x = layers.conv2d_transpose(x, 3, 3, padding="same")
+        x = layers.conv2d_transpose(x, 3, 3, padding="same")
+        y = layers.conv1d_transpose(x[:, 0], 2, 2)
+        z = layers.conv3d_transpose(x[..., None, :], 2, 1)
+        x = layers.conv2d_transpose(x, 3, 3, padding="same")
+        return x.sum() + y.sum() + z.sum()
+
+    _, variables = _init(fn)
+    assert sorted(variables["params"]) == [
+        "conv1d_transpose",
+        "conv2d_transpose",
+        "conv2d_transpose_1",
+        "conv2d_transpose_2",
+        "conv3d_transpose",
+    ]
+    assert variables["params"]["conv2d_transpose"]["kernel"].shape == (3, 3, 3, 3)
+    assert set(variables["params"]["conv2d_transpose"]) == {"kernel", "bias"}
+
+
+def test_auto_names_skip_taken_names():
+    def fn(x):
+        x = layers.conv2d_transpose(x, 3, 1, name="conv2d_transpose")
+        return layers.conv2d_transpose(x, 3, 1)
+
+    _, variables = _init(fn)
+    assert sorted(variables["params"]) == ["conv2d_transpose", "conv2d_transpose_1"]
+
+
+@pytest.mark.parametrize("reuse", [True, layers.AUTO_REUSE])
+def test_reuse_shares_the_variables(reuse):
+    def fn(x):
+        a = layers.conv2d_transpose(x, 3, 3, name="shared")
+        b = layers.conv2d_transpose(x, 3, 3, name="shared", reuse=reuse)
+        return a, b
+
+    model, variables = _init(fn)
+    assert list(variables["params"]) == ["shared"]
+    a, b = model.apply(variables, X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_reused_layer_applies_the_new_arguments():
+    """As in TensorFlow: shared variables, the reusing call's own activation."""
+
+    def fn(x):
+        a = layers.conv2d_transpose(x, 3, 3, name="l", kernel_initializer="ones")
+        b = layers.conv2d_transpose(
+            x, 3, 3, activation="relu", name="l", reuse=True, kernel_initializer="zeros"
+        )
+        return a, b
+
+    model, variables = _init(fn)
+    np.testing.assert_array_equal(variables["params"]["l"]["kernel"], 1.0)
+    a, b = model.apply(variables, X)
+    np.testing.assert_allclose(b, jax.nn.relu(a), rtol=1e-6)
+
+
+def test_auto_reuse_creates_when_absent():
+    def fn(x):
+        return layers.conv2d_transpose(x, 3, 3, name="fresh", reuse=layers.AUTO_REUSE)
+
+    _, variables = _init(fn)
+    assert list(variables["params"]) == ["fresh"]
+    assert repr(layers.AUTO_REUSE) == "jdeconv.layers.AUTO_REUSE"
+
+
+def test_calling_the_parent_twice_reuses_its_layers():
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return layers.conv2d_transpose(x, 3, 3, padding="same", name="up")
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            block = Block()
+            return block(x), block(x + 0)
+
+    variables = jax.jit(Model().init)(jax.random.key(0), X)
+    a, b = Model().apply(variables, X)
+    np.testing.assert_array_equal(a, b)
+    assert list(variables["params"]["Block_0"]) == ["up"]
+
+
+def test_functional_equals_the_layer_class():
+    kwargs = dict(
+        strides=(2, 1),
+        padding="same",
+        data_format="channels_first",
+        activation="elu",
+        output_padding=(1, 0),
+        dilation_rate=1,
+    )
+
+    def fn(x):
+        return layers.conv2d_transpose(x, 4, (3, 3), name="l", **kwargs)
+
+    x = jnp.moveaxis(X, -1, 1)
+    model, variables = _init(fn, x)
+    expected = jdeconv.Conv2DTranspose(4, (3, 3), **kwargs).apply(
+        {"params": variables["params"]["l"]}, x
+    )
+    np.testing.assert_array_equal(model.apply(variables, x), expected)
+    assert layers.Conv2DTranspose is jdeconv.Conv2DTranspose
+
+
+def test_reuse_sows_weight_penalties_once_and_activity_per_call():
+    def fn(x):
+        a = layers.conv2d_transpose(
+            x, 3, 3, name="l", kernel_regularizer="l2", activity_regularizer="l1"
+        )
+        b = layers.conv2d_transpose(
+            x, 3, 3, name="l", reuse=True, kernel_regularizer="l2", activity_regularizer="l1"
+        )
+        return a + b
+
+    model, variables = _init(fn)
+    params = {"params": variables["params"]}
+    _, state = model.apply(params, X, mutable=["losses"])
+    losses = state["losses"]["l"]
+    kernel = variables["params"]["l"]["kernel"]
+    assert float(losses["kernel_regularizer"]) == pytest.approx(
+        float(0.01 * jnp.sum(kernel**2)), rel=1e-6
+    )
+    assert len(losses["activity_regularizer"]) == 2
+
+
+def test_trainable_false():
+    def fn(x):
+        return layers.conv2d_transpose(x, 3, 3, trainable=False, name="frozen")
+
+    _, variables = _init(fn)
+    assert "params" not in variables
+    assert set(variables["frozen_params"]["frozen"]) == {"kernel", "bias"}
+
+
+def test_name_errors():
+    def duplicate(x):
+        layers.conv2d_transpose(x, 3, 3, name="deconv")
+        return layers.conv2d_transpose(x, 3, 3, name="deconv")
+
+    with pytest.raises(
+        ValueError,
+        match=r"conv2d_transpose: a layer named 'deconv' already exists in Model "
+        r"\(the top-level module\)\. Pass reuse=True",
+    ):
+        _init(duplicate)
+
+    def reuse_missing(x):
+        return layers.conv2d_transpose(x, 3, 3, name="deconv", reuse=True)
+
+    with pytest.raises(
+        ValueError, match=r"conv2d_transpose: reuse=True, but no layer named 'deconv' exists"
+    ):
+        _init(reuse_missing)
+
+    def reuse_other(x):
+        nn.Dense(3, name="dense")(x)
+        return layers.conv2d_transpose(x, 3, 3, name="dense", reuse=True)
+
+    with pytest.raises(ValueError, match=r"the name 'dense' .* belongs to Dense, not to a layer"):
+        _init(reuse_other)
+
+    def bad_reuse(x):
+        return layers.conv2d_transpose(x, 3, 3, reuse="yes")
+
+    with pytest.raises(TypeError, match=r"conv2d_transpose: `reuse` must be None, True, False"):
+        _init(bad_reuse)
+
+    def bad_name(x):
+        return layers.conv2d_transpose(x, 3, 3, name=3)
+
+    with pytest.raises(TypeError, match=r"conv2d_transpose: `name` must be a non-empty string"):
+        _init(bad_name)
+
+
+def test_outside_a_module_is_an_error():
+    with pytest.raises(
+        ValueError, match=r"conv2d_transpose: must be called inside a flax.linen Module method"
+    ):
+        layers.conv2d_transpose(X, 3, 3)
+
+    class Setup(nn.Module):
+        def setup(self):
+            self.scale = 2.0
+
+        def __call__(self, x):
+            return layers.conv3d_transpose(x, 3, 3)
+
+    with pytest.raises(
+        ValueError, match=r"conv3d_transpose: must be called inside a method decorated with @nn"
+    ):
+        Setup().init(jax.random.key(0), X[..., None, :])
+
+
+def test_argument_errors_name_the_function():
+    with pytest.raises(ValueError, match=r"conv1d_transpose: `padding` must be 'same' or 'valid'"):
+        _init(lambda x: layers.conv1d_transpose(x[:, 0], 3, 3, padding="full"))

@@ -350,7 +350,7 @@ def make_geometry(
     *,
     input_size: Sequence[int],
     kernel_size: Sequence[int],
-    output_size: Sequence[int] | None,
+    output_size: Sequence[int],
     strides: tuple[int, ...],
     dilations: tuple[int, ...],
     padding: str | tuple[tuple[int, int], ...],
@@ -363,9 +363,7 @@ def make_geometry(
       function: name of the public function, for error messages.
       input_size: spatial sizes of the input.
       kernel_size: spatial sizes of the filters.
-      output_size: requested spatial output sizes; ``None`` picks the largest
-        accepted size for ``SAME`` (``I * s``) and the smallest for ``VALID`` and
-        explicit padding, as Keras does.
+      output_size: requested spatial output sizes.
       strides: normalised strides.
       dilations: normalised dilations.
       padding: ``"SAME"``, ``"VALID"`` or spatial ``(before, after)`` pairs.
@@ -376,21 +374,12 @@ def make_geometry(
       ValueError: if an output size is outside TensorFlow's accepted range.
     """
     spatial_names = _spatial_names(len(input_size), channels_last)
-    sizes = []
     pads = []
-    for dim, (i, k, s, d) in enumerate(zip(input_size, kernel_size, strides, dilations)):
+    for dim, (i, k, s, d, o) in enumerate(
+        zip(input_size, kernel_size, strides, dilations, output_size)
+    ):
         dim_padding = padding if isinstance(padding, str) else padding[dim]
         accepted = accepted_output_sizes(i, k, s, d, dim_padding)
-        if output_size is None:
-            if len(accepted) == 0:
-                raise ValueError(
-                    f"{function}: no output size is possible in dimension {dim} "
-                    f"({spatial_names[dim]}) for input size {i}, kernel size {k}, "
-                    f"stride {s}, dilation {d} and padding {dim_padding!r}."
-                )
-            o = accepted[-1] if padding == "SAME" else accepted[0]
-        else:
-            o = output_size[dim]
         if o not in accepted:
             expected = (
                 f"the accepted range is [{accepted.start}, {accepted.stop - 1}]"
@@ -403,12 +392,11 @@ def make_geometry(
                 f"size {k}, stride {s}, dilation {d} and padding {dim_padding!r}: "
                 f"{expected}."
             )
-        sizes.append(o)
         pads.append(forward_padding(i, o, k, s, d, dim_padding))
     return ConvTransposeGeometry(
         channels_last=channels_last,
         input_size=tuple(input_size),
-        output_size=tuple(sizes),
+        output_size=tuple(output_size),
         kernel_size=tuple(kernel_size),
         strides=strides,
         dilations=dilations,

@@ -271,18 +271,18 @@ def normalize_padding(
             f"{function}: explicit `padding` must be {full} (before, after) pairs, "
             f"one per dimension in `data_format` order, got {padding!r}."
         )
-    pairs = tuple(
+    int_pairs: tuple[tuple[int, int], ...] = tuple(
         (_as_int(function, "padding", a), _as_int(function, "padding", b)) for a, b in pairs
     )
-    outer = (pairs[0], pairs[-1]) if channels_last else (pairs[0], pairs[1])
+    outer = (int_pairs[0], int_pairs[-1]) if channels_last else (int_pairs[0], int_pairs[1])
     if outer != ((0, 0), (0, 0)):
         raise ValueError(
             f"{function}: explicit `padding` must be (0, 0) on the batch and "
-            f"channel dimensions, got {pairs}."
+            f"channel dimensions, got {int_pairs}."
         )
-    if any(v < 0 for pair in pairs for v in pair):
-        raise ValueError(f"{function}: explicit `padding` must be >= 0, got {pairs}.")
-    return pairs[1:-1] if channels_last else pairs[2:]
+    if any(v < 0 for pair in int_pairs for v in pair):
+        raise ValueError(f"{function}: explicit `padding` must be >= 0, got {int_pairs}.")
+    return int_pairs[1:-1] if channels_last else int_pairs[2:]
 
 
 def accepted_output_sizes(
@@ -303,10 +303,9 @@ def accepted_output_sizes(
     range(9, 11)
     """
     k_eff = (kernel_size - 1) * dilation + 1
-    if padding == "SAME":
-        low = (input_size - 1) * stride + 1
-    elif padding == "VALID":
-        low = (input_size - 1) * stride + k_eff
+    if isinstance(padding, str):
+        reach = 1 if padding == "SAME" else k_eff
+        low = (input_size - 1) * stride + reach
     else:
         before, after = padding
         low = (input_size - 1) * stride + k_eff - before - after
@@ -335,10 +334,9 @@ def forward_padding(
     (1, 1)
     """
     k_eff = (kernel_size - 1) * dilation + 1
-    if padding == "SAME":
-        before = max(0, (input_size - 1) * stride + k_eff - output_size) // 2
-    elif padding == "VALID":
-        before = 0
+    if isinstance(padding, str):
+        need = max(0, (input_size - 1) * stride + k_eff - output_size)
+        before = need // 2 if padding == "SAME" else 0
     else:
         before = padding[0]
     after = (input_size - 1) * stride + k_eff - output_size - before

@@ -571,7 +571,7 @@ def padding_to_torch(
 
     Raises:
       ValueError: if the padding is asymmetric the other way (``after >
-      before``), or ``output_padding`` would be too large for PyTorch.
+        before``), or ``output_padding`` would be too large for PyTorch.
 
     Example:
       >>> args = padding_from_torch((5,), 3, stride=2, padding=1, output_padding=1)

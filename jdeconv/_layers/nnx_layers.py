@@ -153,17 +153,19 @@ class _ConvTranspose(nnx.Module):
 _ARGS_DOC = """
     The arguments are those of the linen :class:`jdeconv.{name}`, in flax.nnx
     style: the input channel count ``in_features`` comes first and the
-    parameters are created at construction from ``rngs``.
+    parameters are created at construction from ``rngs``. The arguments not
+    listed below (``strides``, ``padding``, ``data_format``, ``activation``,
+    ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
+    ``kernel_regularizer``, ``bias_regularizer``, ``activity_regularizer``,
+    ``kernel_constraint``, ``bias_constraint``, ``trainable``,
+    ``output_padding``, ``dilation_rate``, ``groups``, ``method``, ``dtype``,
+    ``param_dtype`` and ``precision``) mean what they mean for the linen
+    :class:`jdeconv.{name}`.
 
     Args:
       in_features: the input channel count.
       filters: the number of output channels.
       kernel_size: an int, or one int per spatial dimension.
-      strides, padding, data_format, activation, use_bias, kernel_initializer,
-        bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint, trainable,
-        output_padding, dilation_rate, groups, method, dtype, param_dtype,
-        precision: as in the linen :class:`jdeconv.{name}`.
       rngs: the ``nnx.Rngs`` the parameters are drawn from.
 
     Attributes:

@@ -101,7 +101,7 @@ def _linen_table(
                 config = call_args[1] if len(call_args) > 1 else call_kwargs["config"]
             else:
                 config = layer.config
-            _add(table, tuple(layer.scope.path), config)
+            _add(table, tuple(layer.path), config)
         return next_fun(*call_args, **call_kwargs)
 
     with nn.intercept_methods(interceptor):

@@ -344,7 +344,7 @@ def _conv_transpose(
     )
     scope = jax.named_scope(name) if name else contextlib.nullcontext()
     with scope:
-        return _autodiff.transpose_conv(x, w, config)
+        return _autodiff.apply(x, w, config)
 
 
 def _as_array(function: str, argument: str, value: ArrayLike) -> jax.Array:

@@ -28,7 +28,7 @@ def accepted_range(i, k, s, d, padding):
     return range(max(low, 0), max(low + s, 0))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Case:
     num_spatial: int
     channels_last: bool

@@ -72,7 +72,7 @@ def run_child(seed, count, second_order, method):
 
 @pytest.mark.parametrize("method", jdeconv.METHODS)
 def test_first_and_second_order_gradients_never_abort(method):
-    run_child(seed=100, count=12, second_order=True, method=method)
+    run_child(seed=100, count=6, second_order=True, method=method)
 
 
 @pytest.mark.slow

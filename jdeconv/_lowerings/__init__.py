@@ -1,16 +1,72 @@
 """Registry of lowerings and the ``method="auto"`` policy.
 
-A lowering is three bilinear maps (see :class:`Lowering`). Adding one is one
-module that defines them plus one entry in ``_LOWERINGS``.
+A lowering is three bilinear maps (see :class:`Lowering`): the transposed
+convolution ``T``, its adjoint in the input ``F`` (the input gradient, a
+forward strided convolution) and its adjoint in the kernel ``K`` (the kernel
+gradient). Adding one is one module that defines them plus one entry in
+``_LOWERINGS``. The registered lowerings:
+
+``"lhs_dilation"``
+  The reference: ``T`` is one ``conv_general_dilated`` with ``lhs_dilation``,
+  ``F`` a strided convolution and ``K`` TensorFlow's backprop-filter
+  convolution. XLA maps these to cuDNN on GPU and to native code on TPU. On
+  CPU, XLA runs the lhs-dilated convolution through a slow generic loop.
+
+``"phase"``
+  ``T`` as a sub-pixel decomposition (:mod:`._phase`): stride-1 convolutions
+  with ``stride ** N * C_out`` output channels on the undilated input, then
+  depth-to-space and a crop. ``F`` the forward strided convolution and ``K``
+  the backprop-filter convolution, both shaped so that XLA:CPU runs them
+  through its fast 2-D library kernel (:mod:`._canonical`).
+
+``"phase_matmul"``
+  The same ``T``; ``F`` and ``K`` computed in phase space: ``F`` as stride-1
+  convolutions of the space-to-depth gradient, ``K`` as one matmul per
+  (phase part, lag), each tap once.
+
+Every lowering computes the same function; they differ only in speed and
+memory. ``"auto"`` picks, at trace time and separately for each of the three
+maps, by platform and by shape class (the choice is staged with
+``lax.platform_dependent``, so a function traced on one platform and run on
+another still gets that platform's choice):
+
+* GPU, TPU and other platforms: ``"lhs_dilation"`` for all three maps. cuDNN
+  runs lhs-dilated convolutions as backward-data kernels; nothing was measured
+  there that would justify another choice.
+* CPU, ``T``: the sub-pixel forward (``"phase"``; ``"phase_matmul"`` has the
+  same one), which does no work on the inserted zeros that XLA:CPU's
+  lhs-dilated convolution loops over (3-D layers measured 100x faster, 2-D
+  ones up to 2x). Except 2-D layers whose taps do not overlap (``k == s``,
+  U-Net's ``k = s = 2``): there the lhs-dilated convolution writes the output
+  directly and measured faster than a matmul followed by depth-to-space.
+* CPU, ``F``: the phase-space form (``"phase_matmul"``) for channels-last
+  layers without groups: its stride-1 convolutions read ``stride ** N`` times
+  fewer windows, and XLA folds its space-to-depth into the forward's
+  depth-to-space where it can. The strided convolution (``"phase"``) for
+  channels-first or grouped layers, where it measured faster.
+* CPU, ``K``: the backprop-filter convolution (``"phase"``) for 2-D layers
+  without groups whose kernel is larger than the stride and that have at
+  least 64 output channels or are channels-first (DCGAN-like layers); the
+  phase-wise matmuls (``"phase_matmul"``) everywhere else: ``k <= s`` (one
+  matmul), 1-D and 3-D (where XLA:CPU has no fast convolution), few channels,
+  groups.
+
+A geometry that a lowering does not support (an output that no input
+position reaches) falls back along ``Lowering.fallback``. The measurements
+behind these rules are in ``benchmarks/README.md`` and
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
-from jdeconv._lowerings import _lhs_dilation
+import jax
+from jax import lax
+
+from jdeconv._lowerings import _lhs_dilation, _phase
 from jdeconv._lowerings._interface import ConvConfig, Lowering
 from jdeconv._shapes import ConvTransposeGeometry
 
-__all__ = ["METHODS", "ConvConfig", "Lowering", "select_lowering"]
+__all__ = ["METHODS", "ConvConfig", "Lowering", "auto_choice", "select_lowering"]
 
 _LOWERINGS: dict[str, Lowering] = {
     "lhs_dilation": Lowering(
@@ -19,14 +75,122 @@ _LOWERINGS: dict[str, Lowering] = {
         forward_conv=_lhs_dilation.forward_conv,
         kernel_grad=_lhs_dilation.kernel_grad,
     ),
+    "phase": Lowering(
+        name="phase",
+        transpose_conv=_phase.transpose_conv,
+        forward_conv=_phase.forward_conv_strided,
+        kernel_grad=_phase.kernel_grad_conv,
+        supports=_phase.supports,
+        fallback="lhs_dilation",
+    ),
+    "phase_matmul": Lowering(
+        name="phase_matmul",
+        transpose_conv=_phase.transpose_conv,
+        forward_conv=_phase.forward_conv_phase,
+        kernel_grad=_phase.kernel_grad_matmul,
+        supports=_phase.supports,
+        fallback="lhs_dilation",
+    ),
 }
 
 METHODS: tuple[str, ...] = ("auto", *_LOWERINGS)
 
+_MAPS = ("transpose_conv", "forward_conv", "kernel_grad")
 
-def _auto(geometry: ConvTransposeGeometry) -> str:
-    del geometry
-    return "lhs_dilation"
+
+def _resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
+    lowering = _LOWERINGS[name]
+    while not lowering.supports(geometry) and lowering.fallback is not None:
+        lowering = _LOWERINGS[lowering.fallback]
+    return lowering
+
+
+def auto_choice(
+    geometry: ConvTransposeGeometry,
+    bilinear_map: str,
+    in_channels: int,
+    out_channels: int,
+    platform: str,
+) -> str:
+    """The lowering whose ``bilinear_map`` ``method="auto"`` uses (see module doc).
+
+    Args:
+      geometry: the call's geometry.
+      bilinear_map: ``"transpose_conv"``, ``"forward_conv"`` or ``"kernel_grad"``.
+      in_channels: ``C_in``, the input's channel count.
+      out_channels: ``C_out``, the output's channel count.
+      platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
+
+    Returns:
+      The name of a registered lowering that supports ``geometry``.
+    """
+    if platform != "cpu":
+        name = "lhs_dilation"
+    elif bilinear_map == "transpose_conv":
+        # Without overlapping taps (k = s), XLA:CPU's lhs-dilated 2-D
+        # convolution writes the output directly, and measured faster than a
+        # matmul followed by depth-to-space.
+        disjoint = (
+            geometry.num_spatial == 2
+            and geometry.groups == 1
+            and all(
+                k == s and d == 1
+                for k, s, d in zip(geometry.kernel_size, geometry.strides, geometry.dilations)
+            )
+        )
+        name = "lhs_dilation" if disjoint else "phase"
+    elif bilinear_map == "forward_conv":
+        phase_space = geometry.channels_last and geometry.groups == 1
+        name = "phase_matmul" if phase_space else "phase"
+    else:
+        conv_wins = (
+            geometry.num_spatial == 2
+            and geometry.groups == 1
+            and (out_channels >= 64 or not geometry.channels_last)
+            and all(
+                (k - 1) * d + 1 > s
+                for k, s, d in zip(geometry.kernel_size, geometry.strides, geometry.dilations)
+            )
+        )
+        name = "phase" if conv_wins else "phase_matmul"
+    return _resolve(name, geometry).name
+
+
+def _channels(geometry: ConvTransposeGeometry, activation: jax.Array) -> int:
+    return activation.shape[-1] if geometry.channels_last else activation.shape[1]
+
+
+def _auto_map(bilinear_map: str):
+    """One map of the ``"auto"`` lowering: choose per platform at lowering time."""
+
+    def apply(a: jax.Array, b: jax.Array, config: ConvConfig) -> jax.Array:
+        geometry = config.geometry
+        if bilinear_map == "kernel_grad":  # (x, g)
+            in_channels, out_channels = _channels(geometry, a), _channels(geometry, b)
+        else:  # (x or g, w): w is [*k, C_out / G, C_in]
+            in_channels, out_channels = b.shape[-1], b.shape[-2] * geometry.groups
+
+        def branch(platform: str) -> str:
+            return auto_choice(geometry, bilinear_map, in_channels, out_channels, platform)
+
+        def run(name: str):
+            function = getattr(_LOWERINGS[name], bilinear_map)
+            return lambda a, b: function(a, b, config)
+
+        cpu, other = branch("cpu"), branch("other")
+        if cpu == other:
+            return run(cpu)(a, b)
+        return lax.platform_dependent(a, b, cpu=run(cpu), default=run(other))
+
+    return apply
+
+
+_AUTO = Lowering(
+    name="auto",
+    transpose_conv=_auto_map("transpose_conv"),
+    forward_conv=_auto_map("forward_conv"),
+    kernel_grad=_auto_map("kernel_grad"),
+)
 
 
 def select_lowering(function: str, method: str, geometry: ConvTransposeGeometry) -> Lowering:
@@ -36,10 +200,7 @@ def select_lowering(function: str, method: str, geometry: ConvTransposeGeometry)
       ValueError: if ``method`` is not one of :data:`METHODS`.
     """
     if method == "auto":
-        method = _auto(geometry)
-    lowering = _LOWERINGS.get(method) if isinstance(method, str) else None
-    if lowering is None:
+        return _AUTO
+    if not isinstance(method, str) or method not in _LOWERINGS:
         raise ValueError(f"{function}: `method` must be one of {METHODS}, got {method!r}.")
-    while not lowering.supports(geometry) and lowering.fallback is not None:
-        lowering = _LOWERINGS[lowering.fallback]
-    return lowering
+    return _resolve(method, geometry)

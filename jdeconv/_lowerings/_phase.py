@@ -1,0 +1,439 @@
+"""The sub-pixel (phase) lowerings: stride-1 convolutions and depth-to-space.
+
+Per spatial axis, write every output position as ``v = m * s + r`` with block
+``m`` and phase ``r < s``. The taps that reach phase ``r`` form an ordinary
+stride-1 kernel, so the transposed convolution is a stride-1 convolution of
+the undilated input whose output channels are ``(phase, C_out)``, followed by a
+depth-to-space reshape and a crop (:func:`transpose_conv`). Nothing is
+computed on the zeros that the lhs-dilated form inserts between input pixels.
+
+Dilation: with ``c = gcd(s, d)`` only every ``c``-th output is reached, so the
+decomposition runs on the coarse grid of stride ``s / c`` and dilation
+``d / c`` and interleaves zeros back (one ``lax.pad``). Where ``s / c == 1`` the
+single phase keeps its kernel and convolves with ``rhs_dilation = d / c``.
+
+Kernel sizes that are not a multiple of the stride: phase ``r`` has
+``ceil(k / s)`` taps when ``r < k % s`` and one fewer otherwise. Padding every
+phase to ``ceil(k / s)`` taps would waste work (44% for ``k=5, s=2`` in 2-D),
+so the phases split into a long and a short part per axis, and each
+combination of parts gets its own exact convolution.
+
+Alignment: the blocks start at the first output position (the phases are
+rotated; the wrapped ones start one block later), so that no block row is
+computed only to be cropped. This splits the phases once more where the
+padding is not a multiple of the stride.
+
+The adjoints come in two forms:
+
+* :func:`forward_conv_strided` and :func:`kernel_grad_conv`: the forward
+  strided convolution and TensorFlow's backprop-filter convolution;
+* :func:`forward_conv_phase` and :func:`kernel_grad_matmul`: the same maps in
+  phase space, the exact adjoints of the parts of :func:`transpose_conv` (a
+  stride-1 convolution of the space-to-depth gradient; one matmul per phase
+  lag).
+
+All convolutions go through :mod:`jdeconv._lowerings._canonical`, which gives
+XLA:CPU the shapes its fast library runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jdeconv._lowerings import _canonical
+from jdeconv._lowerings._interface import ConvConfig
+from jdeconv._shapes import ConvTransposeGeometry
+
+
+class _Part(NamedTuple):
+    """A contiguous range of phases of one axis that share a tap count and offset.
+
+    ``start``/``stop`` index the phases on the grid ``v = m * phases + r`` (of
+    positions ``v = (o + pad_before) / common``); ``position`` is where the
+    range sits among the phases ordered from the first output position on;
+    ``first`` is the block that holds that output position's phase.
+    """
+
+    start: int
+    stop: int
+    lags: int
+    first: int
+    position: int
+
+
+class _Axis(NamedTuple):
+    """The phase decomposition of one spatial axis, in blocks of ``phases``."""
+
+    input_size: int
+    output_size: int
+    kernel_size: int
+    common: int
+    phases: int
+    step: int
+    lags: int
+    conv_dilation: int
+    blocks: int
+    offset: int
+    parts: tuple[_Part, ...]
+
+    def window(self, lags: int) -> int:
+        """Extent of a ``lags``-tap phase kernel, in blocks."""
+        return (lags - 1) * self.conv_dilation + 1
+
+    @property
+    def pad_config(self) -> tuple[int, int, int]:
+        """``lax.pad`` from the interleaved phases to the output: zeros between, crop."""
+        length = (self.blocks * self.phases - 1) * self.common + 1
+        return self.offset, self.output_size - self.offset - length, self.common - 1
+
+
+def _plan_axis(
+    i: int,
+    o: int,
+    k: int,
+    s: int,
+    d: int,
+    before: int,
+    split_short: bool = True,
+) -> _Axis:
+    """Plans one axis.
+
+    Args are the axis' input size, output size, kernel size, stride, dilation
+    and forward padding before the signal; ``split_short=False`` keeps the
+    short phases in their long neighbours' convolution (zero taps).
+    """
+    common = math.gcd(s, d)
+    phases, step = s // common, d // common
+    if phases == 1:
+        lags, conv_dilation = k, step
+    else:
+        lags, conv_dilation = (k - 1) * step // phases + 1, 1
+    # Output position 0 sits at v = before / common on the coarse grid; v0 is
+    # the first position on or after it that an input reaches.
+    v0 = -(-before // common)
+    offset = v0 * common - before
+    reached = -(-(o - offset) // common) if o > offset else 0
+    blocks = -(-reached // phases)
+    rotation, base = v0 % phases, v0 // phases
+    long_phases = k % phases if split_short and phases > 1 and step == 1 else 0
+    cuts = sorted({0, phases, long_phases, rotation})
+    ranges = [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
+    ranges = [r for r in ranges if r[0] >= rotation] + [r for r in ranges if r[0] < rotation]
+    parts, position = [], 0
+    for a, b in ranges:
+        part_lags = lags - 1 if long_phases and a >= long_phases else lags
+        parts.append(_Part(a, b, part_lags, base + (a < rotation), position))
+        position += b - a
+    return _Axis(i, o, k, common, phases, step, lags, conv_dilation, blocks, offset, tuple(parts))
+
+
+def _plan(geometry: ConvTransposeGeometry, split_short: bool = True) -> tuple[_Axis, ...]:
+    return tuple(
+        _plan_axis(i, o, k, s, d, before, split_short)
+        for i, o, k, s, d, (before, _) in zip(
+            geometry.input_size,
+            geometry.output_size,
+            geometry.kernel_size,
+            geometry.strides,
+            geometry.dilations,
+            geometry.padding,
+        )
+    )
+
+
+def supports(geometry: ConvTransposeGeometry) -> bool:
+    """Whether the decomposition applies.
+
+    It needs a non-empty input and an output that some input position reaches
+    in every dimension; otherwise the result is zeros and the reference
+    lowering computes it.
+    """
+    return all(geometry.input_size) and all(axis.blocks for axis in _plan(geometry))
+
+
+def _phase_kernel(w: jax.Array, axes: tuple[_Axis, ...]) -> jax.Array:
+    """``[*k, A, B]`` to ``[*lags, *phases, A, B]``: taps grouped by phase.
+
+    Along an axis with several phases, tap ``t`` sits at ``t * step = q *
+    phases + r``: dilate by ``step``, pad to ``lags * phases`` and split.
+    """
+    n = len(axes)
+    config = [(0, 0, 0)] * w.ndim
+    for a, axis in enumerate(axes):
+        if axis.phases > 1:
+            extent = (axis.kernel_size - 1) * axis.step + 1
+            config[a] = (0, axis.lags * axis.phases - extent, axis.step - 1)
+    w = lax.pad(w, jnp.zeros((), w.dtype), config)
+    w = w.reshape(*(size for axis in axes for size in (axis.lags, axis.phases)), *w.shape[n:])
+    return w.transpose(*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1)
+
+
+def _phase_kernel_adjoint(wp: jax.Array, axes: tuple[_Axis, ...]) -> jax.Array:
+    """Adjoint (and left inverse) of :func:`_phase_kernel`."""
+    n = len(axes)
+    wp = wp.transpose(*(i for a in range(n) for i in (a, n + a)), 2 * n, 2 * n + 1)
+    wp = wp.reshape(*(axis.lags * axis.phases for axis in axes), *wp.shape[2 * n :])
+    limit, strides = list(wp.shape), [1] * wp.ndim
+    for a, axis in enumerate(axes):
+        if axis.phases > 1:
+            limit[a] = (axis.kernel_size - 1) * axis.step + 1
+            strides[a] = axis.step
+    return lax.slice(wp, [0] * wp.ndim, limit, strides)
+
+
+def _spatial_axes(geometry: ConvTransposeGeometry) -> range:
+    n = geometry.num_spatial
+    return range(1, n + 1) if geometry.channels_last else range(2, n + 2)
+
+
+def _channels_last(a: jax.Array, geometry: ConvTransposeGeometry) -> jax.Array:
+    return a if geometry.channels_last else jnp.moveaxis(a, 1, -1)
+
+
+def _depth_to_space(
+    z: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+) -> jax.Array:
+    """``(N, *blocks, G, *phases, C_out / G)`` to the output, in its layout."""
+    n = len(axes)
+    batch, groups, per_group = z.shape[0], z.shape[n + 1], z.shape[-1]
+    interleaved = [i for a in range(n) for i in (1 + a, n + 2 + a)]
+    sizes = [axis.blocks * axis.phases for axis in axes]
+    if geometry.channels_last:
+        z = z.transpose(0, *interleaved, n + 1, 2 * n + 2)
+        z = z.reshape(batch, *sizes, groups * per_group)
+    else:
+        z = z.transpose(0, n + 1, 2 * n + 2, *interleaved)
+        z = z.reshape(batch, groups * per_group, *sizes)
+    config = [(0, 0, 0)] * z.ndim
+    for a, axis in zip(_spatial_axes(geometry), axes):
+        config[a] = axis.pad_config
+    return lax.pad(z, jnp.zeros((), z.dtype), config)
+
+
+def _space_to_depth(
+    g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+) -> jax.Array:
+    """Adjoint of :func:`_depth_to_space`."""
+    n, groups = len(axes), geometry.groups
+    config = [(0, 0, 0)] * g.ndim
+    strides = [1] * g.ndim
+    for a, axis in zip(_spatial_axes(geometry), axes):
+        low, high, interior = axis.pad_config
+        config[a] = (-low, interior - high, 0)
+        strides[a] = interior + 1
+    g = lax.pad(g, jnp.zeros((), g.dtype), config)
+    if any(stride > 1 for stride in strides):
+        g = lax.slice(g, [0] * g.ndim, g.shape, strides)
+    split = [size for axis in axes for size in (axis.blocks, axis.phases)]
+    blocks = [1 + 2 * a for a in range(n)]
+    if geometry.channels_last:
+        g = g.reshape(g.shape[0], *split, groups, -1)
+        return g.transpose(0, *blocks, 2 * n + 1, *(b + 1 for b in blocks), 2 * n + 2)
+    g = g.reshape(g.shape[0], groups, -1, *split)
+    return g.transpose(0, *(b + 2 for b in blocks), 1, *(b + 3 for b in blocks), 2)
+
+
+def _assemble(part, axes: tuple[_Axis, ...], axis_offset: int, *, output_order: bool) -> jax.Array:
+    """Concatenates ``part(block)`` over all blocks along the phase axes.
+
+    Phases end up in output order (as the output needs them) or in grid order
+    (as the phase kernel holds them).
+    """
+
+    def build(a: int, prefix: tuple[_Part, ...]) -> jax.Array:
+        if a == len(axes):
+            return part(prefix)
+        parts = axes[a].parts if output_order else sorted(axes[a].parts)
+        pieces = [build(a + 1, (*prefix, p)) for p in parts]
+        return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=axis_offset + a)
+
+    return build(0, ())
+
+
+def transpose_conv(
+    x: jax.Array, w: jax.Array, config: ConvConfig, *, split_short: bool = True
+) -> jax.Array:
+    """The transposed convolution: a stride-1 convolution per part, then depth-to-space.
+
+    ``split_short=False`` pads the short phases' kernels with zero taps instead
+    of giving them their own convolutions (kept for measurements).
+    """
+    geometry = config.geometry
+    n, groups = geometry.num_spatial, geometry.groups
+    axes = _plan(geometry, split_short)
+    x = _channels_last(x, geometry)
+    wp = _phase_kernel(w, axes)  # [*lags, *phases, C_out / G, C_in]
+    per_group, in_channels = wp.shape[-2:]
+    wp = wp.reshape(*wp.shape[:-1], groups, in_channels // groups)
+    dtype = config.preferred_element_type or x.dtype
+
+    def part(block: tuple[_Part, ...]) -> jax.Array:
+        phases = [p.stop - p.start for p in block]
+        if not all(p.lags for p in block):
+            shape = (x.shape[0], *(axis.blocks for axis in axes), groups, *phases, per_group)
+            return jnp.zeros(shape, dtype)
+        kernel = wp[
+            tuple(slice(0, p.lags) for p in block) + tuple(slice(p.start, p.stop) for p in block)
+        ]  # [*lags, *phases, C_out / G, G, C_in / G]
+        kernel = kernel.transpose(*range(n), 2 * n + 2, 2 * n + 1, *range(n, 2 * n + 1))
+        kernel = lax.rev(kernel.reshape(*kernel.shape[:n], in_channels // groups, -1), range(n))
+        z = _canonical.conv(
+            x,
+            kernel,
+            strides=(1,) * n,
+            padding=[
+                (axis.window(p.lags) - 1 - p.first, p.first + axis.blocks - axis.input_size)
+                for axis, p in zip(axes, block)
+            ],
+            dilations=[axis.conv_dilation for axis in axes],
+            groups=groups,
+            config=config,
+        )
+        return z.reshape(*z.shape[:-1], groups, *phases, per_group)
+
+    z = _assemble(part, axes, n + 2, output_order=True)
+    return _depth_to_space(z, geometry, axes)
+
+
+def forward_conv_strided(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
+    """The input gradient: the forward strided convolution, as one 2-D convolution."""
+    geometry = config.geometry
+    out = _canonical.conv(
+        _channels_last(g, geometry),
+        w,
+        strides=geometry.strides,
+        padding=geometry.padding,
+        dilations=geometry.dilations,
+        groups=geometry.groups,
+        config=config,
+    )
+    return out if geometry.channels_last else jnp.moveaxis(out, -1, 1)
+
+
+def kernel_grad_conv(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
+    """The kernel gradient as TensorFlow's backprop-filter convolution."""
+    geometry = config.geometry
+    return _canonical.filter_grad(
+        _channels_last(g, geometry),
+        _channels_last(x, geometry),
+        geometry.kernel_size,
+        strides=geometry.strides,
+        padding=geometry.padding,
+        dilations=geometry.dilations,
+        groups=geometry.groups,
+        config=config,
+    )
+
+
+def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
+    """The kernel gradient as phase-wise correlations: one matmul per lag.
+
+    For each part and each lag ``q`` of its phase kernel, the input shifted by
+    ``q`` blocks is contracted with the space-to-depth output gradient over the
+    batch and the positions. Each tap is computed once; where ``k <= s`` this
+    is a single matmul.
+    """
+    geometry = config.geometry
+    n, groups = geometry.num_spatial, geometry.groups
+    axes = _plan(geometry)
+    gz = _space_to_depth(g, geometry, axes)  # (N, *blocks, G, *phases, C_out / G)
+    x = _channels_last(x, geometry)
+    x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
+    per_group, in_per_group = gz.shape[-1], x.shape[-1]
+    dtype = config.preferred_element_type or jnp.promote_types(x.dtype, g.dtype)
+    contract = tuple(range(n + 1))
+    windows: dict[tuple[int, ...], jax.Array] = {}
+
+    def shift(lag: tuple[int, ...], block: tuple[_Part, ...]) -> tuple[int, ...]:
+        return tuple(q * axis.conv_dilation - p.first for q, axis, p in zip(lag, axes, block))
+
+    def window(offsets: tuple[int, ...]) -> jax.Array:
+        """The input at position ``block - offsets``, over the blocks."""
+        if offsets not in windows:
+            pad = [(0, 0, 0)] * x.ndim
+            for a, axis in enumerate(axes):
+                pad[1 + a] = (offsets[a], axis.blocks - axis.input_size - offsets[a], 0)
+            windows[offsets] = lax.pad(x, jnp.zeros((), x.dtype), pad)
+        return windows[offsets]
+
+    def correlate(shifted: jax.Array, g_part: jax.Array) -> jax.Array:
+        """(N, *blocks, G, C_in / G) with (N, *blocks, G, *phases, C_out / G)."""
+        return lax.dot_general(
+            shifted,
+            g_part,
+            ((contract, contract), ((n + 1,), (n + 1,))),
+            precision=config.precision,
+            preferred_element_type=config.preferred_element_type,
+        )  # (G, C_in / G, *phases, C_out / G)
+
+    def part(block: tuple[_Part, ...]) -> jax.Array:
+        phases = [p.stop - p.start for p in block]
+        counts = [p.lags for p in block]
+        index = (slice(None),) * (n + 2) + tuple(
+            slice(p.position, p.position + p.stop - p.start) for p in block
+        )
+        g_part = gz[index]
+        lags = [
+            correlate(window(shift(lag, block)), g_part)
+            for lag in itertools.product(*map(range, counts))
+        ]
+        shape = (*counts, groups, in_per_group, *phases, per_group)
+        piece = jnp.stack(lags).reshape(shape) if lags else jnp.zeros(shape, dtype)
+        pad = [(0, 0, 0)] * piece.ndim
+        for a, (axis, c) in enumerate(zip(axes, counts)):
+            pad[a] = (0, axis.lags - c, 0)
+        return lax.pad(piece, jnp.zeros((), piece.dtype), pad)
+
+    # [*lags, G, C_in / G, *phases, C_out / G]
+    dwp = _assemble(part, axes, n + 2, output_order=False)
+    dwp = dwp.transpose(*range(n), *range(n + 2, 2 * n + 3), n, n + 1)
+    dwp = dwp.reshape(*dwp.shape[: 2 * n + 1], -1)
+    return _phase_kernel_adjoint(dwp, axes)
+
+
+def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
+    """The input gradient in phase space: the adjoint of :func:`transpose_conv`.
+
+    The space-to-depth gradient is correlated with each part's phase kernel
+    (stride 1, no flip), and the parts' results are summed.
+    """
+    geometry = config.geometry
+    n, groups = geometry.num_spatial, geometry.groups
+    axes = _plan(geometry)
+    wp = _phase_kernel(w, axes)  # [*lags, *phases, C_out / G, C_in]
+    gz = _space_to_depth(g, geometry, axes)  # (N, *blocks, G, *phases, C_out / G)
+    out = None
+    for block in itertools.product(*(axis.parts for axis in axes)):
+        if not all(p.lags for p in block):
+            continue
+        kernel = wp[
+            tuple(slice(0, p.lags) for p in block) + tuple(slice(p.start, p.stop) for p in block)
+        ]
+        kernel = kernel.reshape(*kernel.shape[:n], -1, kernel.shape[-1])
+        g_part = gz[
+            (slice(None),) * (n + 2)
+            + tuple(slice(p.position, p.position + p.stop - p.start) for p in block)
+        ]
+        x = _canonical.conv(
+            g_part.reshape(*g_part.shape[: n + 1], -1),
+            kernel,
+            strides=(1,) * n,
+            padding=[
+                (p.first, axis.input_size + axis.window(p.lags) - 1 - p.first - axis.blocks)
+                for axis, p in zip(axes, block)
+            ],
+            dilations=[axis.conv_dilation for axis in axes],
+            groups=groups,
+            config=config,
+        )
+        out = x if out is None else out + x
+    if out is None:
+        dtype = config.preferred_element_type or jnp.promote_types(g.dtype, w.dtype)
+        out = jnp.zeros((g.shape[0], *geometry.input_size, w.shape[-1]), dtype)
+    return out if geometry.channels_last else jnp.moveaxis(out, -1, 1)

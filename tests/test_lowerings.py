@@ -1,0 +1,348 @@
+"""Each lowering's three bilinear maps, one by one, against float64 references.
+
+A lowering supplies the transposed convolution ``T(x, w)``, its adjoint in the
+input ``F(g, w)`` and its adjoint in the kernel ``K(x, g)``. Second-order
+gradients call each of them in every role, so each map is checked on its own,
+for random geometries (1-D to 3-D, strides, dilations, SAME / VALID /
+explicit padding, groups, both layouts, kernels that are not a multiple of
+the stride, every accepted output size):
+
+* ``T`` against the NumPy scatter-add reference (``reference.py``);
+* ``F`` and ``K`` against the reference through the adjoint identities
+  ``<g, T(x, w)> = <F(g, w), x> = <K(x, g), w>``, and element-wise against the
+  reference lowering's own adjoints.
+
+Then ``check_grads`` to second order, the ``"auto"`` policy and the fallback.
+"""
+
+from __future__ import annotations
+
+import random
+
+import cases
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference
+from jax import export
+from jax.test_util import check_grads
+
+import jdeconv
+from jdeconv import _shapes
+from jdeconv._lowerings import ConvConfig, auto_choice, select_lowering
+
+FAST_METHODS = [m for m in jdeconv.METHODS if m != "lhs_dilation"]
+MAPS = ("transpose_conv", "forward_conv", "kernel_grad")
+
+
+def _sample_geometries(seed: int, count: int, *, every_output: bool) -> list[cases.Case]:
+    """Random geometries, each with several accepted output sizes.
+
+    With ``every_output``, a geometry comes with the outputs ``accepted[e]``
+    for every ``e`` in ``range(max s)`` (clamped per dimension), so each
+    accepted size of each dimension appears; otherwise with the smallest and
+    the largest. A third of the kernels are drawn so that ``k % s != 0``.
+    """
+    rng = random.Random(seed)
+    found: list[cases.Case] = []
+    while len(found) < count:
+        n = rng.choice((1, 1, 2, 2, 2, 3))
+        groups = rng.choice((1, 1, 2, 3))
+        strides = tuple(rng.randint(1, 4) for _ in range(n))
+        dilations = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(n))
+        if rng.random() < 0.35:
+            kernel = tuple(
+                min(s * rng.randint(1, 2) + rng.randint(1, max(1, s - 1)), 6 if n < 3 else 4)
+                for s in strides
+            )
+        else:
+            kernel = tuple(rng.randint(1, 5 if n < 3 else 3) for _ in range(n))
+        input_size = tuple(rng.randint(1, {1: 6, 2: 4, 3: 3}[n]) for _ in range(n))
+        kind = rng.choice(("SAME", "VALID", "EXPLICIT"))
+        if kind == "EXPLICIT":
+            padding = tuple((rng.randint(0, 4), rng.randint(0, 4)) for _ in range(n))
+            ranges = [
+                cases.accepted_range(i, k, s, d, p)
+                for i, k, s, d, p in zip(input_size, kernel, strides, dilations, padding)
+            ]
+        else:
+            padding = kind
+            ranges = [
+                cases.accepted_range(i, k, s, d, kind)
+                for i, k, s, d in zip(input_size, kernel, strides, dilations)
+            ]
+        ranges = [[o for o in r if o >= 1] for r in ranges]
+        if not all(ranges):
+            continue
+        channels_last = rng.random() < 0.5
+        widest = max(map(len, ranges))
+        offsets = range(widest) if every_output else sorted({0, widest - 1})
+        for offset in offsets:
+            found.append(
+                cases.Case(
+                    num_spatial=n,
+                    channels_last=channels_last,
+                    batch=rng.randint(1, 2),
+                    in_channels=groups * rng.randint(1, 2),
+                    out_channels=groups * rng.randint(1, 3),
+                    groups=groups,
+                    input_size=input_size,
+                    kernel_size=kernel,
+                    strides=strides,
+                    dilations=dilations,
+                    padding=padding,
+                    output_size=tuple(r[min(offset, len(r) - 1)] for r in ranges),
+                    spelling=0,
+                )
+            )
+    return found[:count]
+
+
+SAMPLE = _sample_geometries(seed=11, count=20, every_output=False)
+GRID = _sample_geometries(seed=12, count=400, every_output=True)
+
+
+def _geometry(case: cases.Case) -> _shapes.ConvTransposeGeometry:
+    return _shapes.make_geometry(
+        "test",
+        input_size=case.input_size,
+        kernel_size=case.kernel_size,
+        output_size=case.output_size,
+        strides=case.strides,
+        dilations=case.dilations,
+        padding=case.padding,
+        channels_last=case.channels_last,
+        groups=case.groups,
+    )
+
+
+def _all_maps(method: str, geometry):
+    """``method``'s three maps and the reference lowering's adjoints, in one jit."""
+    config = ConvConfig(geometry, select_lowering("test", method, geometry))
+    reference_config = ConvConfig(geometry, select_lowering("test", "lhs_dilation", geometry))
+    lowering, reference_lowering = config.lowering, reference_config.lowering
+
+    def apply(x, w, g):
+        return (
+            lowering.transpose_conv(x, w, config),
+            lowering.forward_conv(g, w, config),
+            lowering.kernel_grad(x, g, config),
+            reference_lowering.forward_conv(g, w, reference_config),
+            reference_lowering.kernel_grad(x, g, reference_config),
+        )
+
+    return jax.jit(apply)
+
+
+def check_three_maps(case: cases.Case, method: str) -> None:
+    rng = np.random.default_rng(abs(hash(case.describe())) % 2**32)
+    x = rng.standard_normal(case.input_shape)
+    w = rng.standard_normal(case.filters_shape)
+    g = rng.standard_normal(case.output_full_shape)
+    t, f, k, f_ref, k_ref = map(np.asarray, _all_maps(method, _geometry(case))(x, w, g))
+    tol = dict(rtol=1e-10, atol=1e-10)
+
+    t_ref = reference.conv_transpose(
+        x, w, case.output_size, case.strides, case.dilations, case.padding,
+        groups=case.groups, channels_last=case.channels_last,
+    )  # fmt: skip
+    np.testing.assert_allclose(t, t_ref, err_msg="transpose_conv", **tol)
+    assert f.shape == x.shape and k.shape == w.shape
+    inner = np.vdot(g, t_ref)
+    scale = np.linalg.norm(g) * np.linalg.norm(t_ref) + 1.0
+    np.testing.assert_allclose(np.vdot(f, x), inner, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(np.vdot(k, w), inner, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(f, f_ref, err_msg="forward_conv", **tol)
+    np.testing.assert_allclose(k, k_ref, err_msg="kernel_grad", **tol)
+
+
+@pytest.mark.parametrize("method", jdeconv.METHODS)
+@pytest.mark.parametrize("case", SAMPLE, ids=[c.describe() for c in SAMPLE])
+def test_three_maps(case, method):
+    check_three_maps(case, method)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", jdeconv.METHODS)
+@pytest.mark.parametrize("case", GRID, ids=[c.describe() for c in GRID])
+def test_three_maps_grid(case, method):
+    check_three_maps(case, method)
+
+
+def test_sample_covers_the_hard_cases():
+    """The default sample has what the phase decomposition must get right."""
+    assert {c.num_spatial for c in SAMPLE} == {1, 2, 3}
+    assert {c.channels_last for c in SAMPLE} == {True, False}
+    assert any(c.groups > 1 for c in SAMPLE)
+    assert any(isinstance(c.padding, tuple) for c in SAMPLE)
+    assert {"SAME", "VALID"} <= {c.padding for c in SAMPLE if isinstance(c.padding, str)}
+    assert any(max(c.dilations) > 1 for c in SAMPLE)
+    assert any(k % s for c in SAMPLE for k, s in zip(c.kernel_size, c.strides))
+    assert any(
+        o != cases.accepted_range(i, k, s, d, c.padding if isinstance(c.padding, str)
+                                  else c.padding[0])[0]
+        for c in SAMPLE
+        for i, k, s, d, o in zip(c.input_size, c.kernel_size, c.strides, c.dilations,
+                                 c.output_size)
+    )  # fmt: skip
+
+
+GRADIENT_CASES = [
+    # (input size, kernel, strides, dilations, padding, output size, groups, channels_last)
+    ((3, 2), (3, 4), (2, 3), (1, 1), "SAME", (6, 5), 1, True),
+    ((4,), (5,), (2,), (1,), ((2, 1),), (8,), 2, False),
+    ((2, 2, 2), (3, 2, 2), (2, 2, 1), (1, 1, 2), "VALID", (5, 4, 4), 1, True),
+    ((3, 3), (3, 3), (2, 2), (2, 1), "SAME", (5, 6), 1, False),
+]
+
+
+@pytest.mark.parametrize(
+    "case, method",
+    [
+        (case, method)
+        for i, case in enumerate(GRADIENT_CASES)
+        for method in FAST_METHODS[i % 3 :][:2]
+    ],
+    ids=lambda value: value if isinstance(value, str) else str(value[:6]),
+)
+def test_second_order_gradients(case, method):
+    input_size, kernel, strides, dilations, padding, output, groups, channels_last = case
+    rng = np.random.default_rng(5)
+    in_channels, out_channels = 2 * groups, 2 * groups
+    x_shape = (2, *input_size, in_channels) if channels_last else (2, in_channels, *input_size)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((*kernel, out_channels // groups, in_channels))
+    n = len(input_size)
+    data_format = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n]
+    if not channels_last:
+        data_format = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
+    if not isinstance(padding, str):
+        zero = [(0, 0)]
+        padding = [*zero, *padding, *zero] if channels_last else [*zero, *zero, *padding]
+
+    def op(x, w):
+        return jdeconv.conv_transpose(
+            x, w, output, strides, padding, data_format, dilations, groups=groups, method=method
+        )
+
+    check_grads(op, (x, w), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def _geometry_of(
+    input_size, kernel, strides, dilations, padding, output, *, groups=1, channels_last=True
+):
+    return _shapes.make_geometry(
+        "test",
+        input_size=input_size,
+        kernel_size=kernel,
+        output_size=output,
+        strides=strides,
+        dilations=dilations,
+        padding=padding,
+        channels_last=channels_last,
+        groups=groups,
+    )
+
+
+DCGAN = _geometry_of((8, 8), (5, 5), (2, 2), (1, 1), "SAME", (16, 16))
+UNET = _geometry_of((32, 32), (2, 2), (2, 2), (1, 1), "VALID", (64, 64))
+FCN = _geometry_of((32, 32), (16, 16), (8, 8), (1, 1), ((4, 4), (4, 4)), (256, 256))
+AUDIO = _geometry_of((64,), (16,), (8,), (1,), "SAME", (512,))
+VOLUME = _geometry_of((4, 4, 4), (3, 3, 3), (2, 2, 2), (1, 1, 1), "SAME", (8, 8, 8))
+NCHW = _geometry_of((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), channels_last=False)
+GROUPED = _geometry_of((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), groups=64)
+
+
+@pytest.mark.parametrize(
+    "geometry, in_channels, out_channels, expected",
+    [
+        # (T, F, K) on CPU; see the policy in jdeconv/_lowerings/__init__.py.
+        (DCGAN, 256, 128, ("phase", "phase_matmul", "phase")),
+        (DCGAN, 64, 16, ("phase", "phase_matmul", "phase_matmul")),
+        (UNET, 128, 64, ("lhs_dilation", "phase_matmul", "phase_matmul")),
+        (FCN, 21, 21, ("phase", "phase_matmul", "phase_matmul")),
+        (AUDIO, 128, 64, ("phase", "phase_matmul", "phase_matmul")),
+        (VOLUME, 64, 32, ("phase", "phase_matmul", "phase_matmul")),
+        (NCHW, 64, 32, ("phase", "phase", "phase")),
+        (GROUPED, 64, 64, ("phase", "phase", "phase_matmul")),
+    ],
+    ids=["dcgan", "dcgan-few-channels", "unet", "fcn", "audio", "volume", "nchw", "grouped"],
+)  # fmt: skip
+def test_auto_policy_on_cpu(geometry, in_channels, out_channels, expected):
+    chosen = tuple(auto_choice(geometry, m, in_channels, out_channels, "cpu") for m in MAPS)
+    assert chosen == expected
+
+
+@pytest.mark.parametrize("platform", ["cuda", "rocm", "tpu"])
+def test_auto_policy_elsewhere_is_the_reference(platform):
+    for geometry in (DCGAN, UNET, FCN, AUDIO, VOLUME):
+        for bilinear_map in MAPS:
+            assert auto_choice(geometry, bilinear_map, 64, 64, platform) == "lhs_dilation"
+
+
+def _auto_loss(x, w):
+    y = jdeconv.conv2d_transpose(x, w, (2, 16, 16, 4), 2, "SAME", method="auto")
+    return jnp.sum(y**2)
+
+
+def test_auto_stages_the_choice_per_platform():
+    """CPU code has no lhs-dilated convolution; GPU code is the reference's."""
+    x = jnp.ones((2, 8, 8, 3), jnp.float32)
+    w = jnp.ones((5, 5, 4, 3), jnp.float32)
+    grad = jax.jit(jax.grad(_auto_loss, argnums=(0, 1)))
+    cpu = grad.lower(x, w).compile().as_text()
+    assert "convolution(" in cpu and "lhs_dilate" not in cpu
+    cuda = export.export(grad, platforms=("cuda",))(x, w).mlir_module()
+    assert "lhs_dilate = [2, 2]" in cuda
+
+
+def test_auto_matches_reference_values():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 8, 3))
+    w = rng.standard_normal((5, 5, 4, 3))
+    y = jdeconv.conv2d_transpose(x, w, (16, 16), 2, "SAME", method="auto")
+    want = reference.conv_transpose(x, w, (16, 16), (2, 2), (1, 1), "SAME")
+    np.testing.assert_allclose(np.asarray(y), want, rtol=1e-10, atol=1e-10)
+
+
+# An output that no input position reaches: stride and dilation share the
+# factor 2, so only even positions (counted from the padding) get values.
+UNREACHED = _geometry_of((1,), (2,), (2,), (2,), ((1, 1),), (1,))
+
+
+@pytest.mark.parametrize("method", ["phase", "phase_matmul"])
+def test_fallback_where_the_decomposition_does_not_apply(method):
+    assert select_lowering("test", method, UNREACHED).name == "lhs_dilation"
+    assert select_lowering("test", method, DCGAN).name == method
+    assert auto_choice(UNREACHED, "transpose_conv", 1, 1, "cpu") == "lhs_dilation"
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 1, 3))
+    w = rng.standard_normal((2, 2, 3))
+    padding = [[0, 0], [1, 1], [0, 0]]
+    y = jdeconv.conv1d_transpose(x, w, (2, 1, 2), 2, padding, dilations=2, method=method)
+    want = reference.conv_transpose(x, w, (1,), (2,), (2,), ((1, 1),))
+    np.testing.assert_allclose(np.asarray(y), want, atol=0)
+    assert not np.any(want)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match=r"conv2d_transpose: `method` must be one of .*'phase'"):
+        jdeconv.conv2d_transpose(jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1)), (4, 4), 2,
+                                 method="fast")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_phase_lowerings_emit_no_lhs_dilation(method):
+    """The point of these lowerings on CPU: no lhs-dilated convolution, in any map."""
+    for kernel, strides in (((3, 3), (2, 2)), ((4, 4), (2, 2)), ((5, 2), (3, 1))):
+        x = jnp.ones((1, 4, 4, 2), jnp.float32)
+        w = jnp.ones((*kernel, 3, 2), jnp.float32)
+
+        def loss(x, w, kernel=kernel, strides=strides):
+            y = jdeconv.conv2d_transpose(x, w, (4 * strides[0], 4 * strides[1]), strides,
+                                         method=method)  # fmt: skip
+            return jnp.sum(jnp.sin(y))
+
+        second = jax.grad(lambda x, w: jnp.sum(jax.grad(loss, (0, 1))(x, w)[1] ** 2), (0, 1))
+        assert "lhs_dilate" not in jax.jit(second).lower(x, w).compile().as_text()

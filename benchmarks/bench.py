@@ -329,12 +329,19 @@ def torch_contenders(layer: Layer, x: np.ndarray, w: np.ndarray, target: np.ndar
 
 
 def interleaved_medians(
-    contenders: list[Contender], rounds: int, budget: float, warmup: int, progress=None
+    contenders: list[Contender],
+    rounds: int,
+    budget: float,
+    warmup: int,
+    progress=None,
+    settle: float = 0.02,
 ) -> dict[str, float]:
     """Median seconds per contender, timed round-robin in a rotating order.
 
     A contender stops taking rounds once its timed total passes ``budget``
-    seconds (after at least one round).
+    seconds (after at least one round). Before each call the process sleeps
+    ``settle`` seconds, so that the worker threads of the previous framework
+    (OpenMP, Eigen) have stopped spinning and do not steal the cores.
     """
     for contender in contenders:
         for _ in range(warmup):
@@ -346,6 +353,7 @@ def interleaved_medians(
             taken = samples[contender.name]
             if taken and sum(taken) > budget:
                 continue
+            time.sleep(settle)
             start = time.perf_counter()
             contender.run()
             taken.append(time.perf_counter() - start)

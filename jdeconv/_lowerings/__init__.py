@@ -95,8 +95,6 @@ _LOWERINGS: dict[str, Lowering] = {
 
 METHODS: tuple[str, ...] = ("auto", *_LOWERINGS)
 
-_MAPS = ("transpose_conv", "forward_conv", "kernel_grad")
-
 
 def _resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
     lowering = _LOWERINGS[name]

@@ -196,10 +196,69 @@ def _channels_last(a: jax.Array, geometry: ConvTransposeGeometry) -> jax.Array:
     return a if geometry.channels_last else jnp.moveaxis(a, 1, -1)
 
 
+def _phase_pad_config(axis: _Axis, phase: int) -> tuple[int, int, int]:
+    """``lax.pad`` from one phase's blocks to the output axis: the phase's positions."""
+    low = axis.offset + phase * axis.common
+    interior = axis.phases * axis.common - 1
+    return low, axis.output_size - low - (axis.blocks - 1) * (interior + 1) - 1, interior
+
+
+def _interleave(
+    z: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+) -> jax.Array:
+    """:func:`_depth_to_space` as a sum of one interior-padded array per phase.
+
+    A reshape of a split axis keeps it split only where the blocks divide
+    evenly over the devices; XLA partitions pads and sums of a split axis
+    with halo exchanges whatever the split. On one device the reshape is
+    faster (its adjoint fuses with the gradient's consumers).
+    """
+    n = len(axes)
+    channels = z.shape[n + 1] * z.shape[-1]
+    out = None
+    for phase in itertools.product(*(range(axis.phases) for axis in axes)):
+        piece = z[(slice(None),) * (n + 2) + phase]  # (N, *blocks, G, C_out / G)
+        piece = piece.reshape(*piece.shape[: n + 1], channels)
+        if not geometry.channels_last:
+            piece = jnp.moveaxis(piece, -1, 1)
+        config = [(0, 0, 0)] * piece.ndim
+        for a, axis, r in zip(_spatial_axes(geometry), axes, phase):
+            config[a] = _phase_pad_config(axis, r)
+        piece = lax.pad(piece, jnp.zeros((), piece.dtype), config)
+        out = piece if out is None else out + piece
+    return out
+
+
+def _deinterleave(
+    g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+) -> jax.Array:
+    """Adjoint of :func:`_interleave`: one strided slice per phase, stacked."""
+    n = len(axes)
+    pieces = []
+    for phase in itertools.product(*(range(axis.phases) for axis in axes)):
+        config = [(0, 0, 0)] * g.ndim
+        strides = [1] * g.ndim
+        for a, axis, r in zip(_spatial_axes(geometry), axes, phase):
+            low, high, interior = _phase_pad_config(axis, r)
+            config[a] = (-low, interior - high, 0)
+            strides[a] = interior + 1
+        piece = lax.pad(g, jnp.zeros((), g.dtype), config)
+        piece = lax.slice(piece, [0] * g.ndim, piece.shape, strides)
+        piece = _channels_last(piece, geometry)
+        pieces.append(piece.reshape(*piece.shape[:-1], geometry.groups, -1))
+    out = jnp.stack(pieces, axis=n + 2)  # (N, *blocks, G, phase, C_out / G)
+    return out.reshape(*out.shape[: n + 2], *(axis.phases for axis in axes), out.shape[-1])
+
+
 def _depth_to_space(
     z: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
 ) -> jax.Array:
-    """``(N, *blocks, G, *phases, C_out / G)`` to the output, in its layout."""
+    """``(N, *blocks, G, *phases, C_out / G)`` to the output, in its layout.
+
+    Where the arrays may be split over devices, as :func:`_interleave`.
+    """
+    if _canonical.partitioned(z):
+        return _interleave(z, geometry, axes)
     n = len(axes)
     batch, groups, per_group = z.shape[0], z.shape[n + 1], z.shape[-1]
     interleaved = [i for a in range(n) for i in (1 + a, n + 2 + a)]
@@ -220,6 +279,8 @@ def _space_to_depth(
     g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
 ) -> jax.Array:
     """Adjoint of :func:`_depth_to_space`."""
+    if _canonical.partitioned(g):
+        return _deinterleave(g, geometry, axes)
     n, groups = len(axes), geometry.groups
     config = [(0, 0, 0)] * g.ndim
     strides = [1] * g.ndim
@@ -237,6 +298,21 @@ def _space_to_depth(
         return g.transpose(0, *blocks, 2 * n + 1, *(b + 1 for b in blocks), 2 * n + 2)
     g = g.reshape(g.shape[0], groups, -1, *split)
     return g.transpose(0, *(b + 2 for b in blocks), 1, *(b + 3 for b in blocks), 2)
+
+
+def _gradient_part(gz: jax.Array, block: tuple[_Part, ...]) -> jax.Array:
+    """One part's phases of the space-to-depth gradient, as a matrix.
+
+    Returns ``(N * prod(blocks), G * phases * C_out / G)``. The input and the
+    kernel gradients both read this matrix; giving it one shape lets XLA
+    compute it once for both rather than once per consumer.
+    """
+    n = len(block)
+    index = (slice(None),) * (n + 2) + tuple(
+        slice(p.position, p.position + p.stop - p.start) for p in block
+    )
+    part = gz[index]
+    return part.reshape(math.prod(part.shape[: n + 1]), -1)
 
 
 def _assemble(part, axes: tuple[_Axis, ...], axis_offset: int, *, output_order: bool) -> jax.Array:
@@ -347,7 +423,6 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
     per_group, in_per_group = gz.shape[-1], x.shape[-1]
     dtype = config.preferred_element_type or jnp.promote_types(x.dtype, g.dtype)
-    contract = tuple(range(n + 1))
     windows: dict[tuple[int, ...], jax.Array] = {}
 
     def shift(lag: tuple[int, ...], block: tuple[_Part, ...]) -> tuple[int, ...]:
@@ -363,11 +438,13 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
         return windows[offsets]
 
     def correlate(shifted: jax.Array, g_part: jax.Array) -> jax.Array:
-        """(N, *blocks, G, C_in / G) with (N, *blocks, G, *phases, C_out / G)."""
+        """(N, *blocks, G, C_in / G) with (N * blocks, G * phases * C_out / G)."""
+        shifted = shifted.reshape(-1, groups, shifted.shape[-1])
+        g_part = g_part.reshape(g_part.shape[0], groups, -1)
         return lax.dot_general(
             shifted,
             g_part,
-            ((contract, contract), ((n + 1,), (n + 1,))),
+            (((0,), (0,)), ((1,), (1,))),
             precision=config.precision,
             preferred_element_type=config.preferred_element_type,
         )  # (G, C_in / G, *phases, C_out / G)
@@ -375,10 +452,7 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     def part(block: tuple[_Part, ...]) -> jax.Array:
         phases = [p.stop - p.start for p in block]
         counts = [p.lags for p in block]
-        index = (slice(None),) * (n + 2) + tuple(
-            slice(p.position, p.position + p.stop - p.start) for p in block
-        )
-        g_part = gz[index]
+        g_part = _gradient_part(gz, block)
         lags = [
             correlate(window(shift(lag, block)), g_part)
             for lag in itertools.product(*map(range, counts))
@@ -397,11 +471,66 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     return _phase_kernel_adjoint(dwp, axes)
 
 
+def _overlap_add_wins(
+    block: tuple[_Part, ...], part_channels: int, in_channels: int, groups: int
+) -> bool:
+    """Whether a part's input gradient is computed by :func:`_correlate_overlap_add`.
+
+    That form's matmul result holds ``prod(lags) * C_in`` values per block,
+    its operand ``phases * C_out``; where the result is no larger, the matmul
+    measured faster than the convolution, and it reads the gradient matrix in
+    the shape the kernel gradient reads it (one copy for both).
+    """
+    return groups == 1 and math.prod(p.lags for p in block) * in_channels <= part_channels
+
+
+def _correlate_overlap_add(
+    g_part: jax.Array,
+    kernel: jax.Array,
+    block: tuple[_Part, ...],
+    axes: tuple[_Axis, ...],
+    batch: int,
+    config: ConvConfig,
+) -> jax.Array:
+    """One part's input gradient as one matmul and an overlap-add (no groups).
+
+    ``g_part`` is the ``(N * blocks, phases * C_out)`` gradient matrix and
+    ``kernel`` the part's ``[*lags, phases * C_out, C_in]`` phase kernel. The
+    matmul gives every lag's contribution at every block; the lag ``q``
+    contribution of block ``j`` lands on input position ``j + first - q *
+    dilation``, which a ``lax.pad`` per lag places (XLA fuses the pads and
+    the sum into one loop).
+    """
+    n = len(axes)
+    counts = kernel.shape[:n]
+    taps = jnp.moveaxis(kernel.reshape(-1, *kernel.shape[n:]), 0, 1)  # [phases*C_out, L, C_in]
+    every_lag = lax.dot_general(
+        g_part,
+        taps,
+        (((1,), (0,)), ((), ())),
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    ).reshape(batch, *(axis.blocks for axis in axes), *counts, kernel.shape[-1])
+    total = None
+    for lag in itertools.product(*map(range, counts)):
+        contribution = every_lag[(slice(None),) * (n + 1) + lag]
+        pad = [(0, 0, 0)] * contribution.ndim
+        for a, (axis, p) in enumerate(zip(axes, block)):
+            low = p.first - lag[a] * axis.conv_dilation
+            pad[1 + a] = (low, axis.input_size - axis.blocks - low, 0)
+        contribution = lax.pad(contribution, jnp.zeros((), contribution.dtype), pad)
+        total = contribution if total is None else total + contribution
+    return total
+
+
 def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
     """The input gradient in phase space: the adjoint of :func:`transpose_conv`.
 
     The space-to-depth gradient is correlated with each part's phase kernel
-    (stride 1, no flip), and the parts' results are summed.
+    (stride 1, no flip), and the parts' results are summed. A part whose lag
+    contributions take no more room than its gradient is computed as one
+    matmul and an overlap-add (:func:`_correlate_overlap_add`), the others as
+    a stride-1 convolution.
     """
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
@@ -416,22 +545,22 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
             tuple(slice(0, p.lags) for p in block) + tuple(slice(p.start, p.stop) for p in block)
         ]
         kernel = kernel.reshape(*kernel.shape[:n], -1, kernel.shape[-1])
-        g_part = gz[
-            (slice(None),) * (n + 2)
-            + tuple(slice(p.position, p.position + p.stop - p.start) for p in block)
-        ]
-        x = _canonical.conv(
-            g_part.reshape(*g_part.shape[: n + 1], -1),
-            kernel,
-            strides=(1,) * n,
-            padding=[
-                (p.first, axis.input_size + axis.window(p.lags) - 1 - p.first - axis.blocks)
-                for axis, p in zip(axes, block)
-            ],
-            dilations=[axis.conv_dilation for axis in axes],
-            groups=groups,
-            config=config,
-        )
+        g_part = _gradient_part(gz, block)
+        if _overlap_add_wins(block, kernel.shape[-2], kernel.shape[-1], groups):
+            x = _correlate_overlap_add(g_part, kernel, block, axes, g.shape[0], config)
+        else:
+            x = _canonical.conv(
+                g_part.reshape(g.shape[0], *(axis.blocks for axis in axes), -1),
+                kernel,
+                strides=(1,) * n,
+                padding=[
+                    (p.first, axis.input_size + axis.window(p.lags) - 1 - p.first - axis.blocks)
+                    for axis, p in zip(axes, block)
+                ],
+                dilations=[axis.conv_dilation for axis in axes],
+                groups=groups,
+                config=config,
+            )
         out = x if out is None else out + x
     if out is None:
         dtype = config.preferred_element_type or jnp.promote_types(g.dtype, w.dtype)

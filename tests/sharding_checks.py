@@ -60,22 +60,6 @@ ROOT = HERE.parent
 RTOL = 2e-5
 
 
-#: The partitionings under which a lowering is documented (in
-#: docs/multi_device.md) to gather activations: its values are still checked,
-#: and so is the gather, so that the documentation stays true. Every other
-#: (lowering, partitioning) pair must not gather activations.
-#: "height_uneven" is the height split of a layer whose ceil(O / s) output
-#: blocks do not divide over the devices although its input and output heights
-#: do: the sub-pixel lowerings then reshape an unevenly split array. "depth" is
-#: the split of a volume's first spatial axis, which the sub-pixel lowerings
-#: fold into the batch to run 2-d convolutions.
-DOCUMENTED_GATHERS: dict[str, tuple[str, ...]] = {
-    "auto": ("height_uneven", "depth"),  # on CPU, where "auto" runs the sub-pixel forms
-    "phase": ("height_uneven", "depth"),
-    "phase_matmul": ("height_uneven", "depth"),
-}
-
-
 class ShardingCheckError(Exception):
     """A property of the sharded computation does not hold."""
 
@@ -193,19 +177,26 @@ def random(rng: np.random.Generator, shape) -> np.ndarray:
 class OpCase:
     num_spatial: int
     input_shape: tuple[int, ...]  # channels last
-    kernel: tuple[int, ...]  # [*k, C_out, C_in]
+    kernel: tuple[int, ...]  # [*k, C_out / groups, C_in]
     output_spatial: tuple[int, ...]
     strides: int
     padding: str
+    groups: int = 1
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return (self.input_shape[0], *self.output_spatial, self.kernel[-2])
+        return (self.input_shape[0], *self.output_spatial, self.kernel[-2] * self.groups)
 
     def op(self, method: str):
         def apply(x, w):
             return jdeconv.conv_transpose(
-                x, w, self.output_spatial, self.strides, self.padding, method=method
+                x,
+                w,
+                self.output_spatial,
+                self.strides,
+                self.padding,
+                groups=self.groups,
+                method=method,
             )
 
         return apply
@@ -214,11 +205,15 @@ class OpCase:
 # A DCGAN-style upsampling (k=4, s=2, SAME) and a 3-d one (k=2x3x3, s=2, SAME).
 OP2D = OpCase(2, (8, 32, 32, 8), (4, 4, 16, 8), (64, 64), 2, "SAME")
 OP3D = OpCase(3, (8, 4, 16, 8, 4), (2, 3, 3, 8, 4), (8, 32, 16), 2, "SAME")
-# A volume whose depth splits over 8 devices.
+# A volume whose depth splits over 8 devices: the sub-pixel lowerings fold the
+# depth into the batch on one device.
 OP3D_DEEP = OpCase(3, (2, 16, 8, 8, 4), (3, 2, 2, 8, 4), (32, 16, 16), 2, "SAME")
 # A VALID layer whose 72 output rows split evenly over 8 devices, but whose
-# ceil(72 / 2) = 36 sub-pixel blocks do not.
+# ceil(72 / 2) = 36 sub-pixel blocks do not: a depth-to-space reshape of the
+# blocks would gather them.
 OP2D_UNEVEN = OpCase(2, (8, 32, 8, 4), (10, 3, 8, 4), (72, 17), 2, "VALID")
+# A grouped layer: on one device its kernel gradient merges (group, batch).
+OP2D_GROUPED = OpCase(2, (8, 16, 16, 8), (4, 4, 4, 8), (32, 32), 2, "SAME", groups=2)
 
 # Partitionings: where the input, the kernel and the output cotangent live.
 # ``height`` is axis 1 of a channels-last 2-d input and axis 2 of a 3-d one.
@@ -311,15 +306,7 @@ def check_hlo(
     Returns them, described, for the report.
     """
     weight_limit = 2 * math.prod(case.kernel)  # a sub-pixel kernel may be padded
-    if partitioning in DOCUMENTED_GATHERS.get(method, ()):
-        gathers = [c for c in both if c.kind in ("all-gather", "all-to-all")]
-        if not any(c.largest > weight_limit for c in gathers):
-            raise ShardingCheckError(
-                f"{method!r} is documented to gather activations under {partitioning} "
-                f"sharding, but it no longer does: update docs/multi_device.md and "
-                f"DOCUMENTED_GATHERS. Collectives: {describe(both)}"
-            )
-    elif partitioning == "batch":
+    if partitioning == "batch":
         _check_batch_hlo(forward or [], both, weight_limit)
     elif partitioning.startswith("height") or partitioning == "depth":
         _check_height_hlo(both, weight_limit, shard_size(case.output_shape))
@@ -362,6 +349,61 @@ def check_op(case: OpCase, partitioning: str, method: str) -> dict:
     forward = compiled_collectives(apply, *args[:2]) if partitioning == "batch" else None
     hlo = check_hlo(method, partitioning, both, case, forward)
     return {"max_relative_difference": error, "collectives": hlo}
+
+
+def check_set_mesh(method: str, *, set_mesh: bool = True) -> dict:
+    """A depth split given to ``jax.jit`` as ``in_shardings`` of host (NumPy) arrays.
+
+    Such arguments' types name no mesh; under ``jax.set_mesh`` the lowerings
+    still see it and partition as for arrays placed on the mesh. Without it
+    (``set_mesh=False``) the sub-pixel lowerings take their one-device forms,
+    which gather a depth-split volume, as docs/multi_device.md says.
+    """
+    case = OP3D_DEEP
+    mesh = mesh_1d()
+    shardings = tuple(NamedSharding(mesh, spec) for spec in partition_specs(case, "depth"))
+    run = jax.jit(value_and_grads(case.op(method)), in_shardings=shardings)
+    data = op_data(case)
+    if set_mesh:
+        with jax.set_mesh(mesh):
+            compiled = run.lower(*data).compile()
+    else:
+        compiled = run.lower(*data).compile()
+    error = compare("(y, dx, dw)", compiled(*data), one_device(case, method))
+    found = collectives(compiled.as_text())
+    if set_mesh:
+        hlo = check_hlo(method, "depth", found, case)
+    else:
+        _require_gather(found, 2 * math.prod(case.kernel), f"{method!r} on host arrays")
+        hlo = describe(found)
+    return {"max_relative_difference": error, "collectives": hlo}
+
+
+def _require_gather(found: list[Collective], limit: int, what: str) -> None:
+    """A gather that docs/multi_device.md documents is still there (so the page stays true)."""
+    gathers = [c for c in found if c.kind in ("all-gather", "all-to-all")]
+    if not any(c.largest > limit for c in gathers):
+        raise ShardingCheckError(
+            f"{what} no longer gathers activations: update docs/multi_device.md and "
+            f"this check. Collectives: {describe(found)}"
+        )
+
+
+def check_grouped_lhs_dilation() -> dict:
+    """XLA replicates a batch-split grouped convolution: ``"lhs_dilation"`` gathers.
+
+    The sub-pixel lowerings compute groups without ``feature_group_count``
+    and keep the batch split (``op2d_grouped-batch-*``).
+    """
+    case = OP2D_GROUPED
+    mesh = mesh_1d()
+    args = tuple(
+        place(mesh, a, spec) for a, spec in zip(op_data(case), partition_specs(case, "batch"))
+    )
+    sharded, found = run_compiled(value_and_grads(case.op("lhs_dilation")), *args)
+    error = compare("(y, dx, dw)", sharded, one_device(case, "lhs_dilation"))
+    _require_gather(found, 2 * math.prod(case.kernel), "a grouped 'lhs_dilation'")
+    return {"max_relative_difference": error, "collectives": describe(found)}
 
 
 def check_op_reference() -> dict:
@@ -686,6 +728,11 @@ def available_checks() -> dict[str, Callable[[], dict]]:
             OP2D_UNEVEN, "height_uneven", m
         )
         checks[f"op3d-depth-{method}"] = lambda m=method: check_op(OP3D_DEEP, "depth", m)
+        checks[f"op3d-depth_set_mesh-{method}"] = lambda m=method: check_set_mesh(m)
+        if method != "lhs_dilation":
+            checks[f"op2d_grouped-batch-{method}"] = lambda m=method: check_op(
+                OP2D_GROUPED, "batch", m
+            )
         for partitioning in ("batch", "height"):
             checks[f"op3d-{partitioning}-{method}"] = lambda p=partitioning, m=method: check_op(
                 OP3D, p, m
@@ -702,6 +749,8 @@ def available_checks() -> dict[str, Callable[[], dict]]:
     for partitioning in ("batch", "height", "channels_out"):
         checks[f"linen2d-{partitioning}-auto"] = lambda p=partitioning: check_layer(2, p, "auto")
     checks["linen3d-height-auto"] = lambda: check_layer(3, "height", "auto")
+    checks["op3d-depth_host_arrays-phase"] = lambda: check_set_mesh("phase", set_mesh=False)
+    checks["op2d_grouped-batch-lhs_dilation"] = check_grouped_lhs_dilation
     checks["linen2d-data_model-auto"] = lambda: check_layer_data_model("auto")
     return checks
 

@@ -29,8 +29,14 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+import reference
 import sharding_checks
+
+import jdeconv
+from jdeconv._lowerings import _canonical
 
 SCRIPT = sharding_checks.__file__
 CHECKS = list(sharding_checks.available_checks())
@@ -111,3 +117,89 @@ def test_collectives_are_read_with_their_shapes():
         ("collective-permute", [(1, 16, 16, 8)], [(1, 2, 16, 8)]),
     ]
     assert [c.largest for c in found] == [2048, 8 * 16 * 16 * 8, 16 * 16 * 8]
+
+
+# Where a mesh may split the operands, the sub-pixel lowerings use other forms
+# (native convolutions over every spatial axis, phases interleaved by padding).
+# The checks above run them on 8 devices; here they run on one device, with
+# ``partitioned`` forced, against the float64 reference: the values directly,
+# the gradients through the adjoint identities <T(x, w), g> = <x, dx> = <w, dw>.
+PARTITIONED_CASES = {
+    # volume: depth folded into the batch on one device
+    "3d_same": dict(x=(2, 4, 3, 5, 3), w=(3, 2, 2, 4, 3), out=(8, 6, 10), s=2, pad="SAME"),
+    # channels-first, groups, uneven blocks
+    "3d_groups_ncdhw": dict(
+        x=(2, 4, 3, 4, 2),
+        w=(2, 3, 2, 2, 4),
+        out=(6, 12, 4),
+        s=(2, 3, 2),
+        pad="VALID",
+        groups=2,
+        format="NCDHW",
+    ),
+    # ceil(O / s) blocks that a split of O would not divide
+    "2d_uneven": dict(x=(2, 8, 4, 3), w=(10, 3, 4, 3), out=(24, 9), s=2, pad="VALID"),
+    # dilation sharing a factor with the stride: zeros between the phases
+    "2d_dilated": dict(x=(2, 5, 4, 3), w=(3, 2, 2, 3), out=(20, 16), s=4, d=2, pad="SAME"),
+    "1d_explicit": dict(x=(3, 7, 2), w=(4, 3, 2), out=(19,), s=3, pad=[[0, 0], [1, 2], [0, 0]]),
+}
+
+
+@pytest.mark.parametrize("method", ["phase", "phase_matmul"])
+@pytest.mark.parametrize("name", list(PARTITIONED_CASES))
+def test_partitioned_forms_on_one_device(monkeypatch, name, method):
+    case = PARTITIONED_CASES[name]
+    rng = np.random.default_rng(len(name))
+    x = rng.normal(size=case["x"]).astype(np.float32)
+    w = rng.normal(size=case["w"]).astype(np.float32)
+    groups, data_format = case.get("groups", 1), case.get("format")
+    channels_last = data_format is None or data_format.endswith("C")
+
+    def apply(x, w):
+        return jdeconv.conv_transpose(
+            x,
+            w,
+            case["out"],
+            case["s"],
+            case["pad"],
+            data_format=data_format,
+            dilations=case.get("d", 1),
+            groups=groups,
+            method=method,
+        )
+
+    n = len(case["out"])
+    strides = case["s"] if isinstance(case["s"], tuple) else (case["s"],) * n
+    padding = case["pad"] if isinstance(case["pad"], str) else case["pad"][1:-1]
+    want = reference.conv_transpose(
+        x,
+        w,
+        case["out"],
+        strides,
+        (case.get("d", 1),) * n,
+        padding,
+        groups=groups,
+        channels_last=channels_last,
+    )
+    g = rng.normal(size=want.shape).astype(np.float32)
+
+    def forward_backward(x, w, g):
+        y, vjp = jax.vjp(apply, x, w)
+        return (y, *vjp(g))
+
+    default = jax.jit(forward_backward)(x, w, g)
+    monkeypatch.setattr(_canonical, "partitioned", lambda *arrays: True)
+    y, dx, dw = (np.asarray(a, np.float64) for a in jax.jit(forward_backward)(x, w, g))
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    pairing = float(np.sum(want * g))
+    scale = np.abs(want).max() * np.abs(g).sum()
+    assert abs(float(np.sum(x * dx)) - pairing) <= 1e-5 * scale
+    assert abs(float(np.sum(w * dw)) - pairing) <= 1e-5 * scale
+    for got, base in zip((y, dx, dw), default):
+        np.testing.assert_allclose(got, base, rtol=1e-5, atol=1e-5 * np.abs(base).max())
+
+
+def test_one_device_is_not_partitioned():
+    x = jax.numpy.ones((2, 3))
+    assert not _canonical.partitioned(x)
+    assert jax.jit(lambda x: _canonical.partitioned(x) * x)(x).sum() == 0

@@ -21,8 +21,9 @@ gradient). Adding one is one module that defines them plus one entry in
 
 ``"phase_matmul"``
   The same ``T``; ``F`` and ``K`` computed in phase space: ``F`` as stride-1
-  convolutions of the space-to-depth gradient, ``K`` as one matmul per
-  (phase part, lag), each tap once.
+  convolutions of the space-to-depth gradient (or, where the lags' results
+  take no more room than the gradient, one matmul per phase part followed by
+  an overlap-add), ``K`` as one matmul per (phase part, lag), each tap once.
 
 Every lowering computes the same function; they differ only in speed and
 memory. ``"auto"`` picks, at trace time and separately for each of the three

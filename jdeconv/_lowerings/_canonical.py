@@ -16,6 +16,15 @@ run slowly too. The helpers here compute such convolutions from fast parts:
 * the kernel gradient of a grouped convolution contracts over ``(group,
   batch)`` with ``feature_group_count`` rather than ``batch_group_count``.
 
+Folding axes into the batch is free on one device, but XLA's partitioner can
+keep a merged axis split over devices only by its major part: folding a
+volume's depth into the batch makes a depth-split input move whole (an
+all-gather), and the grouped kernel gradient's ``(group, batch)`` axis does
+the same to a batch-split one. So where the operands may be split over
+several devices (:func:`partitioned`), :func:`conv` and :func:`filter_grad`
+emit one native convolution over every spatial axis instead, which XLA
+partitions along any axis with halo exchanges.
+
 They take channels-last activations ``(N, *spatial, C)``; padding is given
 per spatial axis as ``(before, after)`` and may be negative (a crop).
 """
@@ -29,10 +38,31 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import AxisType
 
 from jdeconv._lowerings._interface import ConvConfig
 
 Pairs = Sequence[tuple[int, int]]
+
+
+def partitioned(*arrays: jax.Array) -> bool:
+    """Whether XLA may split ``arrays`` over several devices when it compiles them.
+
+    True where an array's type names a mesh (arrays placed with a
+    ``NamedSharding``, and values computed from them), or a mesh is set with
+    ``jax.set_mesh``, whose axes that are not manual span more than one device.
+    Inside ``jax.shard_map`` (manual axes) each device computes on its own
+    block, as on one device.
+    """
+    meshes = [jax.typeof(a).sharding.mesh for a in arrays]
+    meshes.append(jax.sharding.get_abstract_mesh())
+    return any(
+        math.prod(
+            size for size, kind in zip(mesh.axis_sizes, mesh.axis_types) if kind != AxisType.Manual
+        )
+        > 1
+        for mesh in meshes
+    )
 
 
 def _pad_spatial(a: jax.Array, axes: Sequence[int], padding: Pairs) -> jax.Array:
@@ -83,7 +113,8 @@ def conv(
 
     Returns ``(N, *S_out, F)``: ``lax.conv_general_dilated`` with
     ``window_strides=strides``, ``rhs_dilation=dilations`` and
-    ``feature_group_count=groups``, computed as one 2-D convolution.
+    ``feature_group_count=groups``, computed as one 2-D convolution (as one
+    convolution over every spatial axis where :func:`partitioned`).
     """
     n = lhs.ndim - 2
     if n == 1:
@@ -99,15 +130,17 @@ def conv(
         return out[:, 0]
     if groups > 1:
         return _grouped_conv_matmul(lhs, rhs, strides, padding, dilations, groups, config)
-    if n == 2:
+    if n == 2 or partitioned(lhs, rhs):
+        spec = (0, n + 1, *range(1, n + 1))
         return lax.conv_general_dilated(
             lhs,
             rhs,
             window_strides=tuple(strides),
             padding=tuple(padding),
             rhs_dilation=tuple(dilations),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=groups,
+            dimension_numbers=lax.ConvDimensionNumbers(
+                lhs_spec=spec, rhs_spec=(n + 1, n, *range(n)), out_spec=spec
+            ),
             precision=config.precision,
             preferred_element_type=config.preferred_element_type,
         )
@@ -168,7 +201,8 @@ def filter_grad(
             config=config,
         )
         return out[0]
-    if n > 2:
+    split = partitioned(g, x)
+    if n > 2 and not split:
         lead = n - 2
         g = _pad_spatial(g, range(1, lead + 1), padding[:lead])
         windows, _ = _lead_taps(g, kernel_size[:lead], strides[:lead], dilations[:lead])
@@ -192,12 +226,18 @@ def filter_grad(
         )  # [kh, kw, U * C/G, F]
         out = out.reshape(*out.shape[:2], *kernel_size[:lead], per_group, -1)
         return jnp.moveaxis(out, (0, 1), (lead, lead + 1))
-    batch = g.shape[0]
-    if groups > 1:
+    # The channels are the convolution's batch and the batch its feature axis.
+    spec = (n + 1, 0, *range(1, n + 1))
+    batch_groups = feature_groups = 1
+    if groups > 1 and split:
+        batch_groups = groups
+    elif groups > 1:
         # Contract over (group, batch) as the grouped feature axis: a feature
         # grouped convolution, which runs fast where batch grouping does not.
+        batch = g.shape[0]
         g = g.reshape(*g.shape[:-1], groups, -1)
         g = jnp.moveaxis(g, -2, 0).reshape(groups * batch, *g.shape[1:-2], -1)
+        feature_groups = groups
     return lax.conv_general_dilated(
         g,
         x,
@@ -205,9 +245,10 @@ def filter_grad(
         padding=tuple(padding),
         rhs_dilation=tuple(strides),
         dimension_numbers=lax.ConvDimensionNumbers(
-            lhs_spec=(3, 0, 1, 2), rhs_spec=(3, 0, 1, 2), out_spec=(2, 3, 0, 1)
+            lhs_spec=spec, rhs_spec=spec, out_spec=(n, n + 1, *range(n))
         ),
-        feature_group_count=groups,
+        feature_group_count=feature_groups,
+        batch_group_count=batch_groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
     )

@@ -29,8 +29,8 @@ The adjoints come in two forms:
   strided convolution and TensorFlow's backprop-filter convolution;
 * :func:`forward_conv_phase` and :func:`kernel_grad_matmul`: the same maps in
   phase space, the exact adjoints of the parts of :func:`transpose_conv` (a
-  stride-1 convolution of the space-to-depth gradient; one matmul per phase
-  lag).
+  stride-1 convolution of the space-to-depth gradient, or one matmul and an
+  overlap-add; one matmul per phase lag).
 
 All convolutions go through :mod:`jdeconv._lowerings._canonical`, which gives
 XLA:CPU the shapes its fast library runs.
@@ -301,18 +301,21 @@ def _space_to_depth(
 
 
 def _gradient_part(gz: jax.Array, block: tuple[_Part, ...]) -> jax.Array:
-    """One part's phases of the space-to-depth gradient, as a matrix.
+    """One part's phases of the space-to-depth gradient, as rows of channels.
 
     Returns ``(N * prod(blocks), G * phases * C_out / G)``. The input and the
     kernel gradients both read this matrix; giving it one shape lets XLA
-    compute it once for both rather than once per consumer.
+    compute it once for both rather than once per consumer. Where the arrays
+    may be split over devices, the rows stay ``(N, *blocks)`` axes, so that
+    a split along the batch or a spatial axis carries over.
     """
     n = len(block)
     index = (slice(None),) * (n + 2) + tuple(
         slice(p.position, p.position + p.stop - p.start) for p in block
     )
     part = gz[index]
-    return part.reshape(math.prod(part.shape[: n + 1]), -1)
+    rows = part.shape[: n + 1] if _canonical.partitioned(gz) else (math.prod(part.shape[: n + 1]),)
+    return part.reshape(*rows, -1)
 
 
 def _assemble(part, axes: tuple[_Axis, ...], axis_offset: int, *, output_order: bool) -> jax.Array:
@@ -438,13 +441,15 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
         return windows[offsets]
 
     def correlate(shifted: jax.Array, g_part: jax.Array) -> jax.Array:
-        """(N, *blocks, G, C_in / G) with (N * blocks, G * phases * C_out / G)."""
-        shifted = shifted.reshape(-1, groups, shifted.shape[-1])
-        g_part = g_part.reshape(g_part.shape[0], groups, -1)
+        """(N, *blocks, G, C_in / G) with the gradient's rows and channels."""
+        rows = g_part.shape[:-1]
+        shifted = shifted.reshape(*rows, groups, shifted.shape[-1])
+        g_part = g_part.reshape(*rows, groups, -1)
+        contract = tuple(range(len(rows)))
         return lax.dot_general(
             shifted,
             g_part,
-            (((0,), (0,)), ((1,), (1,))),
+            ((contract, contract), ((len(rows),), (len(rows),))),
             precision=config.precision,
             preferred_element_type=config.preferred_element_type,
         )  # (G, C_in / G, *phases, C_out / G)
@@ -494,7 +499,7 @@ def _correlate_overlap_add(
 ) -> jax.Array:
     """One part's input gradient as one matmul and an overlap-add (no groups).
 
-    ``g_part`` is the ``(N * blocks, phases * C_out)`` gradient matrix and
+    ``g_part`` is the part's gradient (:func:`_gradient_part`) and
     ``kernel`` the part's ``[*lags, phases * C_out, C_in]`` phase kernel. The
     matmul gives every lag's contribution at every block; the lag ``q``
     contribution of block ``j`` lands on input position ``j + first - q *
@@ -507,7 +512,7 @@ def _correlate_overlap_add(
     every_lag = lax.dot_general(
         g_part,
         taps,
-        (((1,), (0,)), ((), ())),
+        (((g_part.ndim - 1,), (0,)), ((), ())),
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
     ).reshape(batch, *(axis.blocks for axis in axes), *counts, kernel.shape[-1])

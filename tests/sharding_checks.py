@@ -406,6 +406,35 @@ def check_grouped_lhs_dilation() -> dict:
     return {"max_relative_difference": error, "collectives": describe(found)}
 
 
+def check_grouped_auto_accelerators() -> dict:
+    """On GPU and TPU, ``"auto"`` keeps a batch-split grouped layer off grouped convolutions.
+
+    There ``"auto"`` would be ``"lhs_dilation"``, whose ``feature_group_count``
+    convolutions XLA replicates (``check_grouped_lhs_dilation``). Exported for
+    those platforms from placed (mesh) arrays, its program must have none.
+    """
+    case = OP2D_GROUPED
+    mesh = mesh_1d()
+    args = tuple(
+        place(mesh, a, spec) for a, spec in zip(op_data(case), partition_specs(case, "batch"))
+    )
+    feature_groups = re.compile(r"feature_group_count = ([0-9]+)")
+    found = {}
+    for platform in ("cuda", "tpu"):
+        for method in ("auto", "lhs_dilation"):
+            function = jax.jit(value_and_grads(case.op(method)))
+            text = jax.export.export(function, platforms=(platform,))(*args).mlir_module()
+            found[platform, method] = [int(c) for c in feature_groups.findall(text) if int(c) > 1]
+        if not found[platform, "lhs_dilation"]:
+            raise ShardingCheckError(f"no grouped convolution found in 'lhs_dilation' ({platform})")
+        if found[platform, "auto"]:
+            raise ShardingCheckError(
+                f"'auto' on {platform} emits grouped convolutions under a mesh: "
+                f"feature_group_count {found[platform, 'auto']}"
+            )
+    return {f"{p} {m}": counts for (p, m), counts in found.items()}
+
+
 def check_op_reference() -> dict:
     """The batch-sharded op agrees with the float64 NumPy reference, not only with itself."""
     sys.path.insert(0, str(HERE))
@@ -751,6 +780,7 @@ def available_checks() -> dict[str, Callable[[], dict]]:
     checks["linen3d-height-auto"] = lambda: check_layer(3, "height", "auto")
     checks["op3d-depth_host_arrays-phase"] = lambda: check_set_mesh("phase", set_mesh=False)
     checks["op2d_grouped-batch-lhs_dilation"] = check_grouped_lhs_dilation
+    checks["op2d_grouped-batch-auto_accelerators"] = check_grouped_auto_accelerators
     checks["linen2d-data_model-auto"] = lambda: check_layer_data_model("auto")
     return checks
 

@@ -33,7 +33,11 @@ another still gets that platform's choice):
 
 * GPU, TPU and other platforms: ``"lhs_dilation"`` for all three maps. cuDNN
   runs lhs-dilated convolutions as backward-data kernels; nothing was measured
-  there that would justify another choice.
+  there that would justify another choice. Except grouped layers whose
+  operands live on a mesh of several devices: XLA's partitioner replicates a
+  convolution with ``feature_group_count > 1`` (gathering a batch-split
+  activation), so there ``"phase"`` (grouped convolutions as batched
+  matmuls) keeps the split.
 * CPU, ``T``: the sub-pixel forward (``"phase"``; ``"phase_matmul"`` has the
   same one), which does no work on the inserted zeros that XLA:CPU's
   lhs-dilated convolution loops over (3-D layers measured 100x faster, 2-D
@@ -63,7 +67,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-from jdeconv._lowerings import _lhs_dilation, _phase
+from jdeconv._lowerings import _canonical, _lhs_dilation, _phase
 from jdeconv._lowerings._interface import ConvConfig, Lowering
 from jdeconv._shapes import ConvTransposeGeometry
 
@@ -110,6 +114,7 @@ def auto_choice(
     in_channels: int,
     out_channels: int,
     platform: str,
+    partitioned: bool = False,
 ) -> str:
     """The lowering whose ``bilinear_map`` ``method="auto"`` uses (see module doc).
 
@@ -119,12 +124,14 @@ def auto_choice(
       in_channels: ``C_in``, the input's channel count.
       out_channels: ``C_out``, the output's channel count.
       platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
+      partitioned: whether the operands may be split over several devices
+        (see :func:`jdeconv._lowerings._canonical.partitioned`).
 
     Returns:
       The name of a registered lowering that supports ``geometry``.
     """
     if platform != "cpu":
-        name = "lhs_dilation"
+        name = "phase" if partitioned and geometry.groups > 1 else "lhs_dilation"
     elif bilinear_map == "transpose_conv":
         # Without overlapping taps (k = s), XLA:CPU's lhs-dilated 2-D
         # convolution writes the output directly, and measured faster than a
@@ -169,8 +176,12 @@ def _auto_map(bilinear_map: str):
         else:  # (x or g, w): w is [*k, C_out / G, C_in]
             in_channels, out_channels = b.shape[-1], b.shape[-2] * geometry.groups
 
+        partitioned = _canonical.partitioned(a, b)
+
         def branch(platform: str) -> str:
-            return auto_choice(geometry, bilinear_map, in_channels, out_channels, platform)
+            return auto_choice(
+                geometry, bilinear_map, in_channels, out_channels, platform, partitioned
+            )
 
         def run(name: str):
             function = getattr(_LOWERINGS[name], bilinear_map)

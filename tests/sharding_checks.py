@@ -315,6 +315,13 @@ def check_hlo(
         partial_sums = [c for c in both if c.kind in ("all-reduce", "reduce-scatter")]
         if partitioning == "channels_in" and not partial_sums:
             raise ShardingCheckError(f"no all-reduce of partial sums: {describe(both)}")
+        if partitioning == "channels_out" and method != "phase_matmul":
+            # One input gradient's worth; "phase_matmul" sends one per phase part.
+            reduced = sum(math.prod(shape) for c in partial_sums for shape in c.operands)
+            if reduced > math.prod(case.input_shape) + weight_limit:
+                raise ShardingCheckError(
+                    f"more than one input gradient all-reduced: {describe(both)}"
+                )
     return describe(both)
 
 

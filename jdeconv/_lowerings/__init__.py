@@ -48,7 +48,9 @@ another still gets that platform's choice):
   layers without groups: its stride-1 convolutions read ``stride ** N`` times
   fewer windows, and XLA folds its space-to-depth into the forward's
   depth-to-space where it can. The strided convolution (``"phase"``) for
-  channels-first or grouped layers, where it measured faster.
+  channels-first or grouped layers, where it measured faster, and for
+  operands on a mesh: one contraction over the output channels, so that a
+  split of them costs one all-reduce rather than one per phase part.
 * CPU, ``K``: the backprop-filter convolution (``"phase"``) for 2-D layers
   without groups whose kernel is larger than the stride and that have at
   least 64 output channels or are channels-first (DCGAN-like layers); the
@@ -146,7 +148,7 @@ def auto_choice(
         )
         name = "lhs_dilation" if disjoint else "phase"
     elif bilinear_map == "forward_conv":
-        phase_space = geometry.channels_last and geometry.groups == 1
+        phase_space = geometry.channels_last and geometry.groups == 1 and not partitioned
         name = "phase_matmul" if phase_space else "phase"
     else:
         conv_wins = (

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jdeconv import _keras_names
+
 Constraint = Callable[[jax.Array], jax.Array]
 
 __all__ = [
@@ -226,19 +228,6 @@ def get(
       >>> constraints.get("max_norm")
       MaxNorm(max_value=2.0, axis=0)
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        factory = _NAMES.get(identifier)
-        if factory is None:
-            raise ValueError(
-                f"{function}: `{argument}` must be a callable or one of "
-                f"{tuple(_NAMES)}, got {identifier!r}."
-            )
-        return factory()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"{function}: `{argument}` must be None, a callable project(w) or one of "
-        f"{tuple(_NAMES)}, got {type(identifier).__name__} {identifier!r}."
+    return _keras_names.resolve_optional(
+        identifier, _NAMES, function=function, argument=argument, signature="project(w)"
     )

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from jdeconv import _shapes
+from jdeconv import _keras_names, _shapes
 
 Initializer = Callable[..., jax.Array]
 
@@ -416,23 +416,24 @@ _FACTORIES: dict[str, Callable[[], Initializer]] = {
     "variance_scaling": variance_scaling,
 }
 # Keras also accepts its class names.
-_KERAS_CLASS_NAMES = {
-    "GlorotUniform": "glorot_uniform",
-    "GlorotNormal": "glorot_normal",
-    "HeNormal": "he_normal",
-    "HeUniform": "he_uniform",
-    "LecunNormal": "lecun_normal",
-    "LecunUniform": "lecun_uniform",
-    "Zeros": "zeros",
-    "Ones": "ones",
-    "Orthogonal": "orthogonal",
-    "RandomNormal": "random_normal",
-    "RandomUniform": "random_uniform",
-    "TruncatedNormal": "truncated_normal",
-    "VarianceScaling": "variance_scaling",
+_KERAS_CLASS_NAMES: dict[str, Callable[[], Initializer]] = {
+    "GlorotUniform": glorot_uniform,
+    "GlorotNormal": glorot_normal,
+    "HeNormal": he_normal,
+    "HeUniform": he_uniform,
+    "LecunNormal": lecun_normal,
+    "LecunUniform": lecun_uniform,
+    "Zeros": zeros,
+    "Ones": ones,
+    "Orthogonal": orthogonal,
+    "RandomNormal": random_normal,
+    "RandomUniform": random_uniform,
+    "TruncatedNormal": truncated_normal,
+    "VarianceScaling": variance_scaling,
 }
 
 NAMES: tuple[str, ...] = (*_FACTORIES, "icnr")
+_LOOKUP = {**_FACTORIES, **_KERAS_CLASS_NAMES}
 
 
 def get(
@@ -466,26 +467,18 @@ def get(
       >>> init(jax.random.key(0), (3, 3, 4, 2)).shape
       (3, 3, 4, 2)
     """
-    if isinstance(identifier, str):
-        name = _KERAS_CLASS_NAMES.get(identifier, identifier)
-        if name == "icnr":
-            if strides is None:
-                raise ValueError(
-                    f"{function}: `{argument}`='icnr' needs the layer's strides; "
-                    f"use jdeconv.initializers.icnr(strides) instead."
-                )
-            return icnr(strides)
-        factory = _FACTORIES.get(name)
-        if factory is None:
+    if isinstance(identifier, str) and identifier == "icnr":
+        if strides is None:
             raise ValueError(
-                f"{function}: `{argument}` must be a Flax initializer or one of "
-                f"{NAMES}, got {identifier!r}."
+                f"{function}: `{argument}`='icnr' needs the layer's strides; "
+                f"use jdeconv.initializers.icnr(strides) instead."
             )
-        return factory()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"{function}: `{argument}` must be a Flax initializer (a callable "
-        f"init(key, shape, dtype)) or a name in {NAMES}, got "
-        f"{type(identifier).__name__} {identifier!r}."
+        return icnr(strides)
+    return _keras_names.resolve(
+        identifier,
+        _LOOKUP,
+        function=function,
+        argument=argument,
+        name_rule=f"a Flax initializer or one of {NAMES}",
+        type_rule=f"a Flax initializer (a callable init(key, shape, dtype)) or a name in {NAMES}",
     )

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jdeconv import _keras_names
+
 Regularizer = Callable[[jax.Array], jax.Array]
 
 __all__ = ["L1", "L1L2", "L2", "Regularizer", "get", "l1", "l1_l2", "l2"]
@@ -154,19 +156,6 @@ def get(
       >>> regularizers.get("l2")
       L2(l1=0.0, l2=0.01)
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, str):
-        factory = _NAMES.get(identifier)
-        if factory is None:
-            raise ValueError(
-                f"{function}: `{argument}` must be a callable or one of "
-                f"{tuple(_NAMES)}, got {identifier!r}."
-            )
-        return factory()
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"{function}: `{argument}` must be None, a callable penalty(x) or one of "
-        f"{tuple(_NAMES)}, got {type(identifier).__name__} {identifier!r}."
+    return _keras_names.resolve_optional(
+        identifier, _NAMES, function=function, argument=argument, signature="penalty(x)"
     )

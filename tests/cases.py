@@ -11,6 +11,7 @@ import dataclasses
 import random
 
 import numpy as np
+import reference
 
 _LAST = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
 _FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
@@ -101,11 +102,35 @@ class Case:
             return tuple(self.output_size)
         return np.array(self.output_full_shape, dtype=np.int32)
 
+    @property
+    def op_args(self):
+        """``output_shape, strides, padding, data_format, dilations`` for the op, spelled."""
+        return (
+            self.output_shape_arg,
+            self.strides_arg,
+            self.padding_arg,
+            self.data_format,
+            self.dilations_arg,
+        )
+
     def arrays(self, seed=0, dtype=np.float64):
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(self.input_shape).astype(dtype)
         w = rng.standard_normal(self.filters_shape).astype(dtype)
         return x, w
+
+    def reference(self, x, w):
+        """``T(x, w)`` for this case by the float64 scatter-add reference."""
+        return reference.conv_transpose(
+            x,
+            w,
+            self.output_size,
+            self.strides,
+            self.dilations,
+            self.padding,
+            groups=self.groups,
+            channels_last=self.channels_last,
+        )
 
     def describe(self):
         return (
@@ -113,6 +138,12 @@ class Case:
             f"-s{self.strides}-d{self.dilations}-{self.padding}-O{self.output_size}"
             f"-g{self.groups}"
         )
+
+
+def _off_stride_kernel(rng, stride, cap):
+    """A kernel size up to ``cap`` that is not a multiple of ``stride`` (any, for stride 1)."""
+    sizes = [k for k in range(1, cap + 1) if k % stride] or list(range(1, cap + 1))
+    return rng.choice(sizes)
 
 
 def sample(
@@ -127,8 +158,21 @@ def sample(
     max_kernel=4,
     groups=(1,),
     explicit_padding_ranks=(1, 2, 3),
+    off_stride_kernels=0.0,
+    outputs="random",
 ):
-    """``count`` random valid cases, each output size drawn from TF's accepted range."""
+    """``count`` random valid cases, each output size drawn from TF's accepted range.
+
+    Repeating a value in ``ranks``, ``formats``, ``paddings`` or ``groups``
+    weights it. A fraction ``off_stride_kernels`` of the geometries get kernel
+    sizes that are not multiples of their strides. ``outputs`` says which
+    accepted output sizes a geometry comes with: ``"random"``, one drawn per
+    dimension; ``"extremes"``, the smallest and the largest (two cases);
+    ``"every"``, ``accepted[e]`` for every ``e`` below the widest range (clamped
+    per dimension), so that each accepted size of each dimension appears.
+    """
+    if outputs not in ("random", "extremes", "every"):
+        raise ValueError(f"sample: unknown `outputs` {outputs!r}")
     rng = random.Random(seed)
     cases = []
     while len(cases) < count:
@@ -138,10 +182,13 @@ def sample(
             continue
         g = rng.choice(groups)
         size_cap = {1: 7, 2: 5, 3: 3}[n]
+        kernel_cap = max_kernel if n < 3 else 3
         input_size = tuple(rng.randint(1, size_cap) for _ in range(n))
-        kernel_size = tuple(rng.randint(1, max_kernel if n < 3 else 3) for _ in range(n))
+        kernel_size = tuple(rng.randint(1, kernel_cap) for _ in range(n))
         strides = tuple(rng.randint(1, max_stride) for _ in range(n))
         dilations = tuple(rng.randint(1, max_dilation) for _ in range(n))
+        if off_stride_kernels and rng.random() < off_stride_kernels:
+            kernel_size = tuple(_off_stride_kernel(rng, s, kernel_cap) for s in strides)
         if kind == "EXPLICIT":
             padding = tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(n))
             ranges = [
@@ -156,21 +203,32 @@ def sample(
         ranges = [[o for o in r if o >= 1] for r in ranges]
         if not all(ranges):
             continue
-        cases.append(
-            Case(
-                num_spatial=n,
-                channels_last=rng.choice(formats),
-                batch=rng.randint(1, 2),
-                in_channels=g * rng.randint(1, 3),
-                out_channels=g * rng.randint(1, 3),
-                groups=g,
-                input_size=input_size,
-                kernel_size=kernel_size,
-                strides=strides,
-                dilations=dilations,
-                padding=padding,
-                output_size=tuple(rng.choice(r) for r in ranges),
-                spelling=rng.randint(0, 59),
+        widest = max(map(len, ranges))
+        offsets = {
+            "random": [None],
+            "extremes": sorted({0, widest - 1}),
+            "every": range(widest),
+        }[outputs]
+        channels_last = rng.choice(formats)
+        for offset in offsets:
+            cases.append(
+                Case(
+                    num_spatial=n,
+                    channels_last=channels_last,
+                    batch=rng.randint(1, 2),
+                    in_channels=g * rng.randint(1, 3),
+                    out_channels=g * rng.randint(1, 3),
+                    groups=g,
+                    input_size=input_size,
+                    kernel_size=kernel_size,
+                    strides=strides,
+                    dilations=dilations,
+                    padding=padding,
+                    output_size=tuple(
+                        rng.choice(r) if offset is None else r[min(offset, len(r) - 1)]
+                        for r in ranges
+                    ),
+                    spelling=rng.randint(0, 59),
+                )
             )
-        )
-    return cases
+    return cases[:count]

@@ -52,9 +52,21 @@ def test_arguments_match_keras(tf, ours, keras_args):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"constraints.get: `identifier` must be .* got 'clip'"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^constraints.get: `identifier` must be a callable"
+            r" or one of \('max_norm', .*'MinMaxNorm'\), got 'clip'\.$"
+        ),
+    ):
         constraints.get("clip")
-    with pytest.raises(TypeError, match=r"constraints.get: `identifier` must be None"):
+    with pytest.raises(
+        TypeError,
+        match=(
+            r"^constraints.get: `identifier` must be None, a callable project\(w\)"
+            r" or one of \('max_norm', .*\), got float 1\.0\.$"
+        ),
+    ):
         constraints.get(1.0)
     with pytest.raises(TypeError, match=r"MaxNorm: `axis` must be an int or a sequence"):
         constraints.MaxNorm(axis="0")

@@ -25,13 +25,11 @@ only.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import cases
 import jax
 import numpy as np
 import pytest
-import reference
 
 import jdeconv
 
@@ -70,6 +68,17 @@ REFERENCE_SAMPLE = _with_depthwise(
 )
 
 
+# Float64 everywhere: the oracle, the reference and jdeconv agree to rounding.
+TOL = dict(rtol=1e-10, atol=1e-10)
+
+
+def _parametrize(sample):
+    """Each case of ``sample`` with its index, which seeds the case's arrays."""
+    return pytest.mark.parametrize(
+        ("index", "case"), list(enumerate(sample)), ids=[c.describe() for c in sample]
+    )
+
+
 def _tf_spelling(case, values):
     return [1, *values, 1] if case.channels_last else [1, 1, *values]
 
@@ -93,17 +102,14 @@ def _tf_forward(tf, case):
 
 
 def _case_arrays(index, case):
+    """``x``, ``w`` and a cotangent ``g`` of the output, seeded by ``index``."""
     x, w = case.arrays(seed=100 + index)
     g = np.random.default_rng(200 + index).standard_normal(case.output_full_shape)
     return x, w, g
 
 
-@functools.cache
-def _tf_result(sample_name, index):
-    import tensorflow as tf
-
-    case = {"default": SAMPLE, "slow": SLOW_SAMPLE}[sample_name][index]
-    x, w, g = _case_arrays(index, case)
+def _tf_oracle(tf, case, x, w, g):
+    """``T(x, w)``, ``F(g, w)`` and the filter gradient, from TF's forward convolution."""
     conv = _tf_forward(tf, case)
     u = tf.zeros(case.output_full_shape, tf.float64)
     xt, wt, gt = tf.constant(x), tf.constant(w), tf.constant(g)
@@ -116,59 +122,38 @@ def _tf_result(sample_name, index):
         tape.watch(wt)
         inner = tf.reduce_sum(conv(gt, wt) * xt)
     dw = tape.gradient(inner, wt)
-    return x, w, g, y.numpy(), dx.numpy(), dw.numpy()
+    return y.numpy(), dx.numpy(), dw.numpy()
 
 
 def _jdeconv(case, x, w, g):
+    """jdeconv's ``T(x, w)`` and its VJP with ``g``."""
+
     def f(x, w):
-        return jdeconv.conv_transpose(
-            x,
-            w,
-            case.output_shape_arg,
-            case.strides_arg,
-            case.padding_arg,
-            case.data_format,
-            case.dilations_arg,
-            groups=case.groups,
-        )
+        return jdeconv.conv_transpose(x, w, *case.op_args, groups=case.groups)
 
     y, vjp = jax.vjp(f, x, w)
     return (np.asarray(y), *(np.asarray(a) for a in vjp(g)))
 
 
-def _check(sample_name, index, case, tf):
-    del tf  # The fixture skips where TensorFlow is absent.
-    x, w, g, y_tf, dx_tf, dw_tf = _tf_result(sample_name, index)
+def _check_against_tf(index, case, tf):
+    x, w, g = _case_arrays(index, case)
+    y_tf, dx_tf, dw_tf = _tf_oracle(tf, case, x, w, g)
     y, dx, dw = _jdeconv(case, x, w, g)
-    y_ref = reference.conv_transpose(
-        x,
-        w,
-        case.output_size,
-        case.strides,
-        case.dilations,
-        case.padding,
-        groups=case.groups,
-        channels_last=case.channels_last,
-    )
-    np.testing.assert_allclose(y_tf, y_ref, rtol=1e-10, atol=1e-10)  # The oracle agrees.
-    np.testing.assert_allclose(y, y_tf, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dx, dx_tf, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dw, dw_tf, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y_tf, case.reference(x, w), **TOL)  # The oracle agrees.
+    np.testing.assert_allclose(y, y_tf, **TOL)
+    np.testing.assert_allclose(dx, dx_tf, **TOL)
+    np.testing.assert_allclose(dw, dw_tf, **TOL)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(SAMPLE)), ids=[c.describe() for c in SAMPLE]
-)
+@_parametrize(SAMPLE)
 def test_grouped_matches_tf_gradient_of_grouped_conv(index, case, tf):
-    _check("default", index, case, tf)
+    _check_against_tf(index, case, tf)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(SLOW_SAMPLE)), ids=[c.describe() for c in SLOW_SAMPLE]
-)
+@_parametrize(SLOW_SAMPLE)
 def test_grouped_matches_tf_slow(index, case, tf):
-    _check("slow", index, case, tf)
+    _check_against_tf(index, case, tf)
 
 
 def test_sample_covers_the_space():
@@ -185,25 +170,12 @@ def test_sample_covers_the_space():
     assert any(c.num_spatial == 3 and max(c.dilations) > 1 for c in REFERENCE_SAMPLE)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"),
-    list(enumerate(REFERENCE_SAMPLE)),
-    ids=[c.describe() for c in REFERENCE_SAMPLE],
-)
+@_parametrize(REFERENCE_SAMPLE)
 def test_grouped_explicit_padding_matches_reference(index, case):
     x, w, g = _case_arrays(index, case)
     y, dx, dw = _jdeconv(case, x, w, g)
-    y_ref = reference.conv_transpose(
-        x,
-        w,
-        case.output_size,
-        case.strides,
-        case.dilations,
-        case.padding,
-        groups=case.groups,
-        channels_last=case.channels_last,
-    )
-    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+    y_ref = case.reference(x, w)
+    np.testing.assert_allclose(y, y_ref, **TOL)
     # Gradients through the adjoint identity <g, T(x, w)> = <dx, x> = <dw, w>.
     inner = float(np.vdot(g, y_ref))
     np.testing.assert_allclose(np.vdot(dx, x), inner, rtol=1e-9)
@@ -212,16 +184,7 @@ def test_grouped_explicit_padding_matches_reference(index, case):
     flat_index = np.random.default_rng(index).integers(x.size)
     unit = np.zeros(x.size)
     unit[flat_index] = 1.0
-    response = reference.conv_transpose(
-        unit.reshape(x.shape),
-        w,
-        case.output_size,
-        case.strides,
-        case.dilations,
-        case.padding,
-        groups=case.groups,
-        channels_last=case.channels_last,
-    )
+    response = case.reference(unit.reshape(x.shape), w)
     np.testing.assert_allclose(dx.reshape(-1)[flat_index], np.vdot(g, response), rtol=1e-9)
 
 

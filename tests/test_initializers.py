@@ -143,12 +143,28 @@ def test_dtypes(dtype):
 
 
 def test_get_errors():
-    with pytest.raises(ValueError, match=r"initializers.get: `identifier` must be .* got 'glorot'"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^initializers.get: `identifier` must be a Flax initializer"
+            r" or one of \('glorot_uniform', .*'icnr'\), got 'glorot'\.$"
+        ),
+    ):
         initializers.get("glorot")
-    with pytest.raises(TypeError, match=r"initializers.get: `identifier` must be .* got int 3"):
+    with pytest.raises(
+        TypeError,
+        match=(
+            r"^initializers.get: `identifier` must be a Flax initializer"
+            r" \(a callable init\(key, shape, dtype\)\) or a name in \('glorot_uniform', .*'icnr'\), got int 3\.$"
+        ),
+    ):
         initializers.get(3)
+    with pytest.raises(TypeError, match=r"initializers.get: .* got NoneType None\.$"):
+        initializers.get(None)  # unlike a regularizer or a constraint, never optional
     with pytest.raises(ValueError, match=r"`identifier`='icnr' needs the layer's strides"):
         initializers.get("icnr")
+    with pytest.raises(ValueError, match=r"F: `arg` must be a Flax initializer or one of"):
+        initializers.get("GlorotUniform ", function="F", argument="arg")
     with pytest.raises(ValueError, match=r"variance_scaling: `mode` must be one of"):
         initializers.variance_scaling(mode="fan")
     with pytest.raises(ValueError, match=r"variance_scaling: `distribution` must be one of"):

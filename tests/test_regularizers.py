@@ -40,9 +40,21 @@ def test_factors_and_formulas():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"regularizers.get: `identifier` must be .* got 'l3'"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"^regularizers.get: `identifier` must be a callable"
+            r" or one of \('l1', 'l2', 'l1_l2', 'L1', 'L2', 'L1L2'\), got 'l3'\.$"
+        ),
+    ):
         regularizers.get("l3")
-    with pytest.raises(TypeError, match=r"regularizers.get: `identifier` must be None"):
+    with pytest.raises(
+        TypeError,
+        match=(
+            r"^regularizers.get: `identifier` must be None, a callable penalty\(x\)"
+            r" or one of \('l1', .*\), got float 0\.01\.$"
+        ),
+    ):
         regularizers.get(0.01)
     with pytest.raises(ValueError, match=r"L1L2: `l1` must be a finite number >= 0, got -1"):
         regularizers.L1L2(l1=-1)

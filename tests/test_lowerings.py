@@ -17,7 +17,9 @@ Then ``check_grads`` to second order, the ``"auto"`` policy and the fallback.
 
 from __future__ import annotations
 
-import random
+import dataclasses
+import itertools
+import math
 
 import cases
 import jax
@@ -30,77 +32,44 @@ from jax.test_util import check_grads
 
 import jdeconv
 from jdeconv import _shapes
-from jdeconv._lowerings import ConvConfig, auto_choice, select_lowering
+from jdeconv._lowerings import ConvConfig, _phase, auto_choice, select_lowering
 
 FAST_METHODS = [m for m in jdeconv.METHODS if m != "lhs_dilation"]
 MAPS = ("transpose_conv", "forward_conv", "kernel_grad")
 
 
-def _sample_geometries(seed: int, count: int, *, every_output: bool) -> list[cases.Case]:
-    """Random geometries, each with several accepted output sizes.
-
-    With ``every_output``, a geometry comes with the outputs ``accepted[e]``
-    for every ``e`` in ``range(max s)`` (clamped per dimension), so each
-    accepted size of each dimension appears; otherwise with the smallest and
-    the largest. A third of the kernels are drawn so that ``k % s != 0``.
-    """
-    rng = random.Random(seed)
-    found: list[cases.Case] = []
-    while len(found) < count:
-        n = rng.choice((1, 1, 2, 2, 2, 3))
-        groups = rng.choice((1, 1, 2, 3))
-        strides = tuple(rng.randint(1, 4) for _ in range(n))
-        dilations = tuple(rng.choice((1, 1, 1, 2, 3)) for _ in range(n))
-        if rng.random() < 0.35:
-            kernel = tuple(
-                min(s * rng.randint(1, 2) + rng.randint(1, max(1, s - 1)), 6 if n < 3 else 4)
-                for s in strides
-            )
-        else:
-            kernel = tuple(rng.randint(1, 5 if n < 3 else 3) for _ in range(n))
-        input_size = tuple(rng.randint(1, {1: 6, 2: 4, 3: 3}[n]) for _ in range(n))
-        kind = rng.choice(("SAME", "VALID", "EXPLICIT"))
-        if kind == "EXPLICIT":
-            padding = tuple((rng.randint(0, 4), rng.randint(0, 4)) for _ in range(n))
-            ranges = [
-                cases.accepted_range(i, k, s, d, p)
-                for i, k, s, d, p in zip(input_size, kernel, strides, dilations, padding)
-            ]
-        else:
-            padding = kind
-            ranges = [
-                cases.accepted_range(i, k, s, d, kind)
-                for i, k, s, d in zip(input_size, kernel, strides, dilations)
-            ]
-        ranges = [[o for o in r if o >= 1] for r in ranges]
-        if not all(ranges):
-            continue
-        channels_last = rng.random() < 0.5
-        widest = max(map(len, ranges))
-        offsets = range(widest) if every_output else sorted({0, widest - 1})
-        for offset in offsets:
-            found.append(
-                cases.Case(
-                    num_spatial=n,
-                    channels_last=channels_last,
-                    batch=rng.randint(1, 2),
-                    in_channels=groups * rng.randint(1, 2),
-                    out_channels=groups * rng.randint(1, 3),
-                    groups=groups,
-                    input_size=input_size,
-                    kernel_size=kernel,
-                    strides=strides,
-                    dilations=dilations,
-                    padding=padding,
-                    output_size=tuple(r[min(offset, len(r) - 1)] for r in ranges),
-                    spelling=0,
-                )
-            )
-    return found[:count]
+# Geometries weighted towards 2-d, groups and strides up to 4, a third of them
+# with kernels that are not a multiple of the stride. The default sample comes
+# with the smallest and the largest accepted output sizes, the grid with every
+# accepted size of every dimension.
+GEOMETRIES = dict(
+    ranks=(1, 1, 2, 2, 2, 3),
+    groups=(1, 1, 2, 3),
+    max_stride=4,
+    max_kernel=5,
+    off_stride_kernels=0.35,
+)
+SAMPLE = cases.sample(seed=107, count=20, outputs="extremes", **GEOMETRIES)
+GRID = cases.sample(seed=23, count=400, outputs="every", **GEOMETRIES)
 
 
-SAMPLE = _sample_geometries(seed=11, count=20, every_output=False)
-GRID = _sample_geometries(seed=12, count=400, every_output=True)
+def _case(input_size, kernel, strides, dilations, padding, output, *, groups=1, channels_last=True):
+    """A chosen geometry as a case: a batch of 2, two input and output channels per group."""
+    return cases.Case(
+        num_spatial=len(input_size),
+        channels_last=channels_last,
+        batch=2,
+        in_channels=2 * groups,
+        out_channels=2 * groups,
+        groups=groups,
+        input_size=input_size,
+        kernel_size=kernel,
+        strides=strides,
+        dilations=dilations,
+        padding=padding,
+        output_size=output,
+        spelling=0,
+    )
 
 
 def _geometry(case: cases.Case) -> _shapes.ConvTransposeGeometry:
@@ -143,10 +112,7 @@ def check_three_maps(case: cases.Case, method: str) -> None:
     t, f, k, f_ref, k_ref = map(np.asarray, _all_maps(method, _geometry(case))(x, w, g))
     tol = dict(rtol=1e-10, atol=1e-10)
 
-    t_ref = reference.conv_transpose(
-        x, w, case.output_size, case.strides, case.dilations, case.padding,
-        groups=case.groups, channels_last=case.channels_last,
-    )  # fmt: skip
+    t_ref = case.reference(x, w)
     np.testing.assert_allclose(t, t_ref, err_msg="transpose_conv", **tol)
     assert f.shape == x.shape and k.shape == w.shape
     inner = np.vdot(g, t_ref)
@@ -189,65 +155,36 @@ def test_sample_covers_the_hard_cases():
 
 
 GRADIENT_CASES = [
-    # (input size, kernel, strides, dilations, padding, output size, groups, channels_last)
-    ((3, 2), (3, 4), (2, 3), (1, 1), "SAME", (6, 5), 1, True),
-    ((4,), (5,), (2,), (1,), ((2, 1),), (8,), 2, False),
-    ((2, 2, 2), (3, 2, 2), (2, 2, 1), (1, 1, 2), "VALID", (5, 4, 4), 1, True),
-    ((3, 3), (3, 3), (2, 2), (2, 1), "SAME", (5, 6), 1, False),
+    _case((3, 2), (3, 4), (2, 3), (1, 1), "SAME", (6, 5)),
+    _case((4,), (5,), (2,), (1,), ((2, 1),), (8,), groups=2, channels_last=False),
+    _case((2, 2, 2), (3, 2, 2), (2, 2, 1), (1, 1, 2), "VALID", (5, 4, 4)),
+    _case((3, 3), (3, 3), (2, 2), (2, 1), "SAME", (5, 6), channels_last=False),
 ]
 
 
 @pytest.mark.parametrize(
     "case, method",
     [(case, FAST_METHODS[i % len(FAST_METHODS)]) for i, case in enumerate(GRADIENT_CASES)],
-    ids=lambda value: value if isinstance(value, str) else str(value[:6]),
+    ids=lambda value: value if isinstance(value, str) else value.describe(),
 )
 def test_second_order_gradients(case, method):
-    input_size, kernel, strides, dilations, padding, output, groups, channels_last = case
     rng = np.random.default_rng(5)
-    in_channels, out_channels = 2 * groups, 2 * groups
-    x_shape = (2, *input_size, in_channels) if channels_last else (2, in_channels, *input_size)
-    x = rng.standard_normal(x_shape)
-    w = rng.standard_normal((*kernel, out_channels // groups, in_channels))
-    n = len(input_size)
-    data_format = {1: "NWC", 2: "NHWC", 3: "NDHWC"}[n]
-    if not channels_last:
-        data_format = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[n]
-    if not isinstance(padding, str):
-        zero = [(0, 0)]
-        padding = [*zero, *padding, *zero] if channels_last else [*zero, *zero, *padding]
+    x = rng.standard_normal(case.input_shape)
+    w = rng.standard_normal(case.filters_shape)
 
     def op(x, w):
-        return jdeconv.conv_transpose(
-            x, w, output, strides, padding, data_format, dilations, groups=groups, method=method
-        )
+        return jdeconv.conv_transpose(x, w, *case.op_args, groups=case.groups, method=method)
 
     check_grads(op, (x, w), order=2, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
-def _geometry_of(
-    input_size, kernel, strides, dilations, padding, output, *, groups=1, channels_last=True
-):
-    return _shapes.make_geometry(
-        "test",
-        input_size=input_size,
-        kernel_size=kernel,
-        output_size=output,
-        strides=strides,
-        dilations=dilations,
-        padding=padding,
-        channels_last=channels_last,
-        groups=groups,
-    )
-
-
-DCGAN = _geometry_of((8, 8), (5, 5), (2, 2), (1, 1), "SAME", (16, 16))
-UNET = _geometry_of((32, 32), (2, 2), (2, 2), (1, 1), "VALID", (64, 64))
-FCN = _geometry_of((32, 32), (16, 16), (8, 8), (1, 1), ((4, 4), (4, 4)), (256, 256))
-AUDIO = _geometry_of((64,), (16,), (8,), (1,), "SAME", (512,))
-VOLUME = _geometry_of((4, 4, 4), (3, 3, 3), (2, 2, 2), (1, 1, 1), "SAME", (8, 8, 8))
-NCHW = _geometry_of((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), channels_last=False)
-GROUPED = _geometry_of((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), groups=64)
+DCGAN = _geometry(_case((8, 8), (5, 5), (2, 2), (1, 1), "SAME", (16, 16)))
+UNET = _geometry(_case((32, 32), (2, 2), (2, 2), (1, 1), "VALID", (64, 64)))
+FCN = _geometry(_case((32, 32), (16, 16), (8, 8), (1, 1), ((4, 4), (4, 4)), (256, 256)))
+AUDIO = _geometry(_case((64,), (16,), (8,), (1,), "SAME", (512,)))
+VOLUME = _geometry(_case((4, 4, 4), (3, 3, 3), (2, 2, 2), (1, 1, 1), "SAME", (8, 8, 8)))
+NCHW = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), channels_last=False))
+GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), groups=64))
 
 
 @pytest.mark.parametrize(
@@ -277,6 +214,61 @@ def test_auto_policy_elsewhere_is_the_reference(platform):
             assert auto_choice(geometry, bilinear_map, 64, 64, platform) == "lhs_dilation"
 
 
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_auto_policy_for_grouped_layers_on_a_mesh(platform):
+    """XLA replicates a batch-split grouped convolution; the sub-pixel forms keep the split."""
+    for bilinear_map in MAPS:
+        on_mesh = auto_choice(GROUPED, bilinear_map, 64, 64, platform, partitioned=True)
+        assert on_mesh == "phase"
+        assert auto_choice(DCGAN, bilinear_map, 64, 64, platform, partitioned=True) == (
+            "lhs_dilation"
+        )
+
+
+def test_auto_input_gradient_on_a_mesh_is_one_contraction():
+    """Under a mesh the input gradient is the strided convolution (one all-reduce)."""
+    for geometry in (DCGAN, UNET, FCN, AUDIO, VOLUME):
+        assert auto_choice(geometry, "forward_conv", 64, 64, "cpu", partitioned=True) == "phase"
+
+
+def _phase_space_forms(geometry, in_channels: int, out_channels: int) -> set[str]:
+    """Which forms ``forward_conv_phase`` uses for the parts of ``geometry``."""
+    axes = _phase._plan(geometry)
+    forms = set()
+    for block in itertools.product(*(axis.parts for axis in axes)):
+        if all(p.lags for p in block):
+            part_channels = math.prod(p.stop - p.start for p in block) * out_channels
+            wins = _phase._overlap_add_wins(block, part_channels, in_channels, geometry.groups)
+            forms.add("overlap_add" if wins else "convolution")
+    return forms
+
+
+# Channels chosen so that each input-gradient form is taken: the matmul and
+# overlap-add where the lags' results fit in the gradient's room (few input
+# channels, many phases), the stride-1 convolution otherwise.
+PHASE_SPACE_FORMS = [
+    (_case((6, 5), (5, 4), (2, 2), (1, 1), "SAME", (12, 10)), 2, 16, {"overlap_add"}),
+    (_case((6, 5), (5, 4), (2, 2), (1, 1), "SAME", (12, 10)), 16, 2, {"convolution"}),
+    (_case((6, 5), (5, 3), (2, 2), (1, 1), "SAME", (12, 10)), 2, 8, {"overlap_add", "convolution"}),
+    (_case((9,), (16,), (8,), (1,), "SAME", (72,)), 8, 4, {"overlap_add"}),
+    (_case((7,), (3,), (1,), (2,), ((1, 2),), (8,)), 1, 3, {"overlap_add"}),
+    (_case((3, 4, 3), (3, 2, 3), (2, 2, 1), (1, 1, 2), "VALID", (8, 8, 7)), 2, 8, {"overlap_add"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case, in_channels, out_channels, forms",
+    PHASE_SPACE_FORMS,
+    ids=[f"{c.describe()}-{i}-{o}" for c, i, o, _ in PHASE_SPACE_FORMS],
+)
+def test_phase_space_input_gradient_forms(case, in_channels, out_channels, forms):
+    """Both forms of the phase-space input gradient are the exact adjoint of ``T``."""
+    case = dataclasses.replace(case, in_channels=in_channels, out_channels=out_channels)
+    geometry = _geometry(case)
+    assert _phase_space_forms(geometry, in_channels, out_channels) == forms
+    check_three_maps(case, "phase_matmul")
+
+
 def _auto_loss(x, w):
     y = jdeconv.conv2d_transpose(x, w, (2, 16, 16, 4), 2, "SAME", method="auto")
     return jnp.sum(y**2)
@@ -304,7 +296,7 @@ def test_auto_matches_reference_values():
 
 # An output that no input position reaches: stride and dilation share the
 # factor 2, so only even positions (counted from the padding) get values.
-UNREACHED = _geometry_of((1,), (2,), (2,), (2,), ((1, 1),), (1,))
+UNREACHED = _geometry(_case((1,), (2,), (2,), (2,), ((1, 1),), (1,)))
 
 
 @pytest.mark.parametrize("method", ["phase", "phase_matmul"])

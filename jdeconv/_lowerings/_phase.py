@@ -215,7 +215,7 @@ def _interleave(
     """
     n = len(axes)
     channels = z.shape[n + 1] * z.shape[-1]
-    out = None
+    pieces = []
     for phase in itertools.product(*(range(axis.phases) for axis in axes)):
         piece = z[(slice(None),) * (n + 2) + phase]  # (N, *blocks, G, C_out / G)
         piece = piece.reshape(*piece.shape[: n + 1], channels)
@@ -224,9 +224,8 @@ def _interleave(
         config = [(0, 0, 0)] * piece.ndim
         for a, axis, r in zip(_spatial_axes(geometry), axes, phase):
             config[a] = _phase_pad_config(axis, r)
-        piece = lax.pad(piece, jnp.zeros((), piece.dtype), config)
-        out = piece if out is None else out + piece
-    return out
+        pieces.append(lax.pad(piece, jnp.zeros((), piece.dtype), config))
+    return sum(pieces[1:], start=pieces[0])
 
 
 def _deinterleave(
@@ -516,16 +515,15 @@ def _correlate_overlap_add(
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
     ).reshape(batch, *(axis.blocks for axis in axes), *counts, kernel.shape[-1])
-    total = None
+    contributions = []
     for lag in itertools.product(*map(range, counts)):
         contribution = every_lag[(slice(None),) * (n + 1) + lag]
         pad = [(0, 0, 0)] * contribution.ndim
         for a, (axis, p) in enumerate(zip(axes, block)):
             low = p.first - lag[a] * axis.conv_dilation
             pad[1 + a] = (low, axis.input_size - axis.blocks - low, 0)
-        contribution = lax.pad(contribution, jnp.zeros((), contribution.dtype), pad)
-        total = contribution if total is None else total + contribution
-    return total
+        contributions.append(lax.pad(contribution, jnp.zeros((), contribution.dtype), pad))
+    return sum(contributions[1:], start=contributions[0])
 
 
 def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:

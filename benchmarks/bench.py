@@ -6,7 +6,10 @@ taken from real models, for every ``jdeconv`` method and for its peers, side
 by side in one process. Contenders run interleaved, round after round in a
 rotating order, after a warm-up; the reported time is the median. Slow
 contenders get fewer rounds (a time budget per contender), never fewer than
-one.
+one. Each layer runs in a fresh Python process (``--no-isolate`` runs them
+all in this one): glibc's ``malloc`` adapts its thresholds to the frees it
+has seen, so in a shared process the layers measured earlier change the
+page faults of the later ones, for every JAX and PyTorch contender.
 
 It also reports the achieved GFLOP/s next to a plain matmul of the same
 FLOPs and to the machine's matmul peak, both measured in the same process,
@@ -28,6 +31,7 @@ import argparse
 import dataclasses
 import datetime
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -412,6 +416,17 @@ class LayerResult:
     auto: dict[str, str]
 
 
+def run_layer_isolated(layer: Layer, args) -> LayerResult:
+    """:func:`run_layer` in a fresh Python process (see the module docstring)."""
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_run_layer_on_backend, (layer, args))
+
+
+def _run_layer_on_backend(layer: Layer, args) -> LayerResult:
+    with jax.default_device(jax.devices(args.backend)[0]):
+        return run_layer(layer, args, None)
+
+
 def run_layer(layer: Layer, args, progress) -> LayerResult:
     rng = np.random.default_rng(0)
     geometry = layer.geometry
@@ -493,9 +508,11 @@ def run_layer(layer: Layer, args, progress) -> LayerResult:
         ("forward_backward", forward_backward),
         ("parts", part_contenders),
     ):
-        progress.set_postfix_str(f"{layer.name} {label}")
+        if progress is not None:
+            progress.set_postfix_str(f"{layer.name} {label}")
         results[label] = interleaved_medians(contenders, args.rounds, budget, args.warmup)
-        progress.update(1)
+        if progress is not None:
+            progress.update(1)
 
     memory = {}
     for method in jdeconv.METHODS:
@@ -593,7 +610,9 @@ def _ratio(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def write_markdown(results, peak, summary, path: Path, command: str, backend: str) -> None:
+def write_markdown(
+    results, peak, summary, path: Path, command: str, backend: str, isolated: bool
+) -> None:
     methods = [f"jdeconv:{m}" for m in jdeconv.METHODS]
     peers = ["jax.lax", "flax", "tensorflow", "pytorch"]
     lines = [
@@ -610,6 +629,9 @@ def write_markdown(results, peak, summary, path: Path, command: str, backend: st
         f"- Matmul peak (2048^3 float32, same process): {peak:.0f} GFLOP/s",
         "- Times are medians of interleaved rounds, in milliseconds, float32. Forward +",
         "  backward is the gradient of `sum((y - target)**2)/2` in the input and the kernel.",
+        "- Each layer ran in a fresh Python process, its contenders interleaved there."
+        if isolated
+        else "- All layers ran in this one process.",
         "",
         "## Targets (medians over the suite)",
         "",
@@ -752,6 +774,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=1.5,
                         help="seconds of timed calls after which a contender stops")  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE, help="directory for the results")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="run all layers in this process, not each in a new one")  # fmt: skip
     args = parser.parse_args(argv)
     from tqdm import tqdm
 
@@ -771,13 +795,22 @@ def main(argv: list[str] | None = None) -> None:
         with jax.default_device(jax.devices(backend)[0]):
             peak = matmul_peak(args.rounds)
             results = []
-            with tqdm(total=len(layers) * 3, desc=f"bench ({backend})", unit="step") as progress:
-                for layer in layers:
-                    results.append(run_layer(layer, args, progress))
+            if args.isolate:
+                with tqdm(total=len(layers), desc=f"bench ({backend})", unit="layer") as progress:
+                    for layer in layers:
+                        progress.set_postfix_str(layer.name)
+                        results.append(run_layer_isolated(layer, args))
+                        progress.update(1)
+            else:
+                with tqdm(total=len(layers) * 3, desc=f"bench ({backend})", unit="step") as bar:
+                    for layer in layers:
+                        results.append(run_layer(layer, args, bar))
             summary = summarize(results)
         suffix = "" if backend == "cpu" else f"_{backend}"
         args.out.mkdir(parents=True, exist_ok=True)
-        write_markdown(results, peak, summary, args.out / f"RESULTS{suffix}.md", command, backend)
+        write_markdown(
+            results, peak, summary, args.out / f"RESULTS{suffix}.md", command, backend, args.isolate
+        )
         write_chart(results, args.out / f"results{suffix}.png")
         for what, goal, value, holds in summary:
             shown = "-" if value is None else f"{value:.2f}"

@@ -416,6 +416,13 @@ class LayerResult:
     auto: dict[str, str]
 
 
+# glibc serves blocks above its mmap threshold (at most 32 MiB once adapted)
+# with fresh pages and returns them on free, so a program whose temporaries
+# exceed it page-faults them in on every call. TensorFlow has its own
+# allocator; JAX and PyTorch use malloc. These settings keep freed blocks.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4000000000", "MALLOC_TRIM_THRESHOLD_": "4000000000"}
+
+
 def run_layer_isolated(layer: Layer, args) -> LayerResult:
     """:func:`run_layer` in a fresh Python process (see the module docstring)."""
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
@@ -632,6 +639,13 @@ def write_markdown(
         "- Each layer ran in a fresh Python process, its contenders interleaved there."
         if isolated
         else "- All layers ran in this one process.",
+        "- glibc malloc: "
+        + (
+            ", ".join(f"`{k}={v}`" for k, v in STEADY_MALLOC.items())
+            if all(os.environ.get(k) == v for k, v in STEADY_MALLOC.items())
+            else "default settings"
+        )
+        + ".",
         "",
         "## Targets (medians over the suite)",
         "",
@@ -773,10 +787,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
     parser.add_argument("--budget", type=float, default=1.5,
                         help="seconds of timed calls after which a contender stops")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=HERE, help="directory for the results")
+    parser.add_argument("--out", type=Path,
+                        help="directory for the results (default: benchmarks/, or "
+                        "benchmarks/steady_malloc/ with --steady-malloc)")  # fmt: skip
+    parser.add_argument(
+        "--steady-malloc",
+        action="store_true",
+        help="keep glibc from returning large blocks to the OS (see README)",
+    )
     parser.add_argument("--no-isolate", dest="isolate", action="store_false",
                         help="run all layers in this process, not each in a new one")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "steady_malloc" if args.steady_malloc else HERE
+    if args.steady_malloc:
+        if not args.isolate:
+            parser.error("--steady-malloc needs fresh processes; drop --no-isolate")
+        os.environ.update(STEADY_MALLOC)
     from tqdm import tqdm
 
     layers = LAYERS

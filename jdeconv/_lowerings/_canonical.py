@@ -83,7 +83,12 @@ def _lead_taps(
     strides: Sequence[int],
     dilations: Sequence[int],
 ) -> tuple[list[jax.Array], list[int]]:
-    """Strided windows of the leading spatial axes of a padded ``a``, one per tap."""
+    """Strided windows of the leading spatial axes of a padded ``a``, one per tap.
+
+    ``kernel`` gives the window of the first ``len(kernel)`` spatial axes
+    (all of them for a full im2col). Returns the windows, taps in row-major
+    order, and the output sizes of those axes.
+    """
     lead = len(kernel)
     sizes = [_output_size(a.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(lead)]
     windows = []
@@ -270,20 +275,9 @@ def _grouped_conv_matmul(
     """
     n = lhs.ndim - 2
     lhs = _pad_spatial(lhs, range(1, n + 1), padding)
-    kernel = rhs.shape[:n]
-    sizes = [_output_size(lhs.shape[1 + i], kernel[i], strides[i], dilations[i]) for i in range(n)]
+    windows, sizes = _lead_taps(lhs, rhs.shape[:n], strides, dilations)
     batch, channels = lhs.shape[0], lhs.shape[-1]
-    patches = []
-    for tap in itertools.product(*map(range, kernel)):
-        start = [0] * lhs.ndim
-        limit = list(lhs.shape)
-        step = [1] * lhs.ndim
-        for i in range(n):
-            start[1 + i] = tap[i] * dilations[i]
-            limit[1 + i] = start[1 + i] + max(sizes[i] - 1, 0) * strides[i] + (sizes[i] > 0)
-            step[1 + i] = strides[i]
-        window = lax.slice(lhs, start, limit, step)
-        patches.append(window.reshape(batch, *sizes, groups, channels // groups))
+    patches = [w.reshape(batch, *sizes, groups, channels // groups) for w in windows]
     taps, per_group, features = len(patches), rhs.shape[-2], rhs.shape[-1]
     weights = rhs.reshape(taps, per_group, groups, features // groups)
     if per_group == 1:

@@ -228,6 +228,21 @@ def _interleave(
     return sum(pieces[1:], start=pieces[0])
 
 
+def _unpad_spatial(
+    g: jax.Array, geometry: ConvTransposeGeometry, pads: list[tuple[int, int, int]]
+) -> jax.Array:
+    """Adjoint of ``lax.pad`` with ``(low, high, interior)`` on the spatial axes."""
+    config = [(0, 0, 0)] * g.ndim
+    strides = [1] * g.ndim
+    for a, (low, high, interior) in zip(_spatial_axes(geometry), pads):
+        config[a] = (-low, interior - high, 0)
+        strides[a] = interior + 1
+    g = lax.pad(g, jnp.zeros((), g.dtype), config)
+    if any(stride > 1 for stride in strides):
+        g = lax.slice(g, [0] * g.ndim, g.shape, strides)
+    return g
+
+
 def _deinterleave(
     g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
 ) -> jax.Array:
@@ -235,15 +250,8 @@ def _deinterleave(
     n = len(axes)
     pieces = []
     for phase in itertools.product(*(range(axis.phases) for axis in axes)):
-        config = [(0, 0, 0)] * g.ndim
-        strides = [1] * g.ndim
-        for a, axis, r in zip(_spatial_axes(geometry), axes, phase):
-            low, high, interior = _phase_pad_config(axis, r)
-            config[a] = (-low, interior - high, 0)
-            strides[a] = interior + 1
-        piece = lax.pad(g, jnp.zeros((), g.dtype), config)
-        piece = lax.slice(piece, [0] * g.ndim, piece.shape, strides)
-        piece = _channels_last(piece, geometry)
+        pads = [_phase_pad_config(axis, r) for axis, r in zip(axes, phase)]
+        piece = _channels_last(_unpad_spatial(g, geometry, pads), geometry)
         pieces.append(piece.reshape(*piece.shape[:-1], geometry.groups, -1))
     out = jnp.stack(pieces, axis=n + 2)  # (N, *blocks, G, phase, C_out / G)
     return out.reshape(*out.shape[: n + 2], *(axis.phases for axis in axes), out.shape[-1])
@@ -281,15 +289,7 @@ def _space_to_depth(
     if _canonical.partitioned(g):
         return _deinterleave(g, geometry, axes)
     n, groups = len(axes), geometry.groups
-    config = [(0, 0, 0)] * g.ndim
-    strides = [1] * g.ndim
-    for a, axis in zip(_spatial_axes(geometry), axes):
-        low, high, interior = axis.pad_config
-        config[a] = (-low, interior - high, 0)
-        strides[a] = interior + 1
-    g = lax.pad(g, jnp.zeros((), g.dtype), config)
-    if any(stride > 1 for stride in strides):
-        g = lax.slice(g, [0] * g.ndim, g.shape, strides)
+    g = _unpad_spatial(g, geometry, [axis.pad_config for axis in axes])
     split = [size for axis in axes for size in (axis.blocks, axis.phases)]
     blocks = [1 + 2 * a for a in range(n)]
     if geometry.channels_last:

@@ -157,25 +157,53 @@ def supports(geometry: ConvTransposeGeometry) -> bool:
     return all(geometry.input_size) and all(axis.blocks for axis in _plan(geometry))
 
 
-def _phase_kernel(w: jax.Array, axes: tuple[_Axis, ...]) -> jax.Array:
-    """``[*k, A, B]`` to ``[*lags, *phases, A, B]``: taps grouped by phase.
+def _phase_taps(w: jax.Array, dim: int, axis: _Axis, phase: int, lags: int) -> jax.Array:
+    """The taps of one phase along ``dim`` of ``w``, as ``lags`` stride-1 taps.
 
-    Along an axis with several phases, tap ``t`` sits at ``t * step = q *
-    phases + r``: dilate by ``step``, pad to ``lags * phases`` and split.
+    Tap ``t`` sits at ``t * step = q * phases + phase`` on the coarse grid, so
+    the phase's taps are every ``phases``-th tap of ``w`` (a strided slice),
+    ``step`` lags apart (zeros between) from the first lag ``q0`` that an
+    integer tap reaches. Lags that no tap reaches are zeros.
+    """
+    phases, step, size = axis.phases, axis.step, axis.kernel_size
+    # phases and step are coprime, so some q < step reaches an integer tap.
+    q0 = next(q for q in range(step) if (q * phases + phase) % step == 0)
+    t0 = (q0 * phases + phase) // step
+    count = min(-(-(size - t0) // phases), -(-(lags - q0) // step)) if q0 < lags else 0
+    if count <= 0:
+        shape = list(w.shape)
+        shape[dim] = lags
+        return jnp.zeros(shape, w.dtype)
+    taps = lax.slice_in_dim(w, t0, t0 + (count - 1) * phases + 1, phases, axis=dim)
+    config = [(0, 0, 0)] * w.ndim
+    config[dim] = (q0, lags - q0 - (count - 1) * step - 1, step - 1)
+    return lax.pad(taps, jnp.zeros((), w.dtype), config)
+
+
+def _part_kernel(w: jax.Array, axes: tuple[_Axis, ...], block: tuple[_Part, ...]) -> jax.Array:
+    """``[*k, A, B]`` to ``[*lags, *phases, A, B]`` for one part: its phases' taps.
+
+    Each part reads its taps from ``w`` with strided slices, so that XLA
+    fuses the selection into each consumer instead of materialising a padded
+    copy of the whole kernel for all of them.
     """
     n = len(axes)
-    config = [(0, 0, 0)] * w.ndim
-    for a, axis in enumerate(axes):
-        if axis.phases > 1:
-            extent = (axis.kernel_size - 1) * axis.step + 1
-            config[a] = (0, axis.lags * axis.phases - extent, axis.step - 1)
-    w = lax.pad(w, jnp.zeros((), w.dtype), config)
-    w = w.reshape(*(size for axis in axes for size in (axis.lags, axis.phases)), *w.shape[n:])
+    for a, (axis, part) in enumerate(zip(axes, block)):
+        dim = 2 * a  # axes before it are already (lags, phases) pairs
+        if axis.phases == 1:
+            w = jnp.expand_dims(w, dim + 1)
+        else:
+            taps = [_phase_taps(w, dim, axis, r, part.lags) for r in range(part.start, part.stop)]
+            w = jnp.stack(taps, axis=dim + 1)
     return w.transpose(*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1)
 
 
 def _phase_kernel_adjoint(wp: jax.Array, axes: tuple[_Axis, ...]) -> jax.Array:
-    """Adjoint (and left inverse) of :func:`_phase_kernel`."""
+    """``[*lags, *phases, A, B]`` (all phases, full lags) back to ``[*k, A, B]``.
+
+    The adjoint of gathering every part with :func:`_part_kernel`: tap ``t``
+    is read at ``t * step = q * phases + r``; the other entries are dropped.
+    """
     n = len(axes)
     wp = wp.transpose(*(i for a in range(n) for i in (a, n + a)), 2 * n, 2 * n + 1)
     wp = wp.reshape(*(axis.lags * axis.phases for axis in axes), *wp.shape[2 * n :])
@@ -346,9 +374,7 @@ def transpose_conv(
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry, split_short)
     x = _channels_last(x, geometry)
-    wp = _phase_kernel(w, axes)  # [*lags, *phases, C_out / G, C_in]
-    per_group, in_channels = wp.shape[-2:]
-    wp = wp.reshape(*wp.shape[:-1], groups, in_channels // groups)
+    per_group, in_channels = w.shape[-2:]
     dtype = config.preferred_element_type or x.dtype
 
     def part(block: tuple[_Part, ...]) -> jax.Array:
@@ -356,9 +382,8 @@ def transpose_conv(
         if not all(p.lags for p in block):
             shape = (x.shape[0], *(axis.blocks for axis in axes), groups, *phases, per_group)
             return jnp.zeros(shape, dtype)
-        kernel = wp[
-            tuple(slice(0, p.lags) for p in block) + tuple(slice(p.start, p.stop) for p in block)
-        ]  # [*lags, *phases, C_out / G, G, C_in / G]
+        kernel = _part_kernel(w, axes, block)  # [*lags, *phases, C_out / G, C_in]
+        kernel = kernel.reshape(*kernel.shape[:-1], groups, in_channels // groups)
         kernel = kernel.transpose(*range(n), 2 * n + 2, 2 * n + 1, *range(n, 2 * n + 1))
         kernel = lax.rev(kernel.reshape(*kernel.shape[:n], in_channels // groups, -1), range(n))
         z = _canonical.conv(
@@ -445,6 +470,8 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
         shifted = shifted.reshape(*rows, groups, shifted.shape[-1])
         g_part = g_part.reshape(*rows, groups, -1)
         contract = tuple(range(len(rows)))
+        if shifted.shape[-1] * g_part.shape[-1] <= _MULTIPLY_REDUCE_PAIRS:
+            return _multiply_reduce(shifted, g_part, contract, dtype)
         return lax.dot_general(
             shifted,
             g_part,
@@ -473,6 +500,35 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     dwp = dwp.transpose(*range(n), *range(n + 2, 2 * n + 3), n, n + 1)
     dwp = dwp.reshape(*dwp.shape[: 2 * n + 1], -1)
     return _phase_kernel_adjoint(dwp, axes)
+
+
+# Largest (C_in / G) * (part phases * C_out / G) whose kernel gradient is a
+# sum of products per channel pair rather than a matmul batched over the
+# groups: in depthwise layers such a matmul has one-element contractions and
+# its operands are transposed to put the groups first (measured 1.7x to 2.7x
+# slower; even at 4 pairs, slower above).
+_MULTIPLY_REDUCE_PAIRS = 4
+
+
+def _multiply_reduce(
+    shifted: jax.Array, g_part: jax.Array, contract: tuple[int, ...], dtype: jnp.dtype
+) -> jax.Array:
+    """``(G, C_in / G, P)`` sums over ``contract`` of products of channel pairs.
+
+    ``shifted`` is ``(*rows, G, C_in / G)`` and ``g_part`` ``(*rows, G, P)``;
+    each pair is one product-and-sum over the rows, kept 2-D (rows by
+    groups), the shape XLA:CPU reduces fastest. Sums accumulate in at least
+    float32.
+    """
+    accumulate = jnp.promote_types(dtype, jnp.float32)
+    a, b = shifted.astype(accumulate), g_part.astype(accumulate)
+    sums = [
+        jnp.sum(a[..., i] * b[..., j], axis=contract)
+        for i in range(a.shape[-1])
+        for j in range(b.shape[-1])
+    ]
+    out = jnp.stack(sums, axis=-1).astype(dtype)
+    return out.reshape(*out.shape[:-1], shifted.shape[-1], g_part.shape[-1])
 
 
 def _overlap_add_wins(
@@ -538,15 +594,12 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    wp = _phase_kernel(w, axes)  # [*lags, *phases, C_out / G, C_in]
     gz = _space_to_depth(g, geometry, axes)  # (N, *blocks, G, *phases, C_out / G)
     out = None
     for block in itertools.product(*(axis.parts for axis in axes)):
         if not all(p.lags for p in block):
             continue
-        kernel = wp[
-            tuple(slice(0, p.lags) for p in block) + tuple(slice(p.start, p.stop) for p in block)
-        ]
+        kernel = _part_kernel(w, axes, block)  # [*lags, *phases, C_out / G, C_in]
         kernel = kernel.reshape(*kernel.shape[:n], -1, kernel.shape[-1])
         g_part = _gradient_part(gz, block)
         if _overlap_add_wins(block, kernel.shape[-2], kernel.shape[-1], groups):

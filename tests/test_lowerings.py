@@ -269,6 +269,50 @@ def test_phase_space_input_gradient_forms(case, in_channels, out_channels, forms
     check_three_maps(case, "phase_matmul")
 
 
+def _kernel_grad_forms(geometry, in_channels: int, out_channels: int) -> set[str]:
+    """Which forms ``kernel_grad_matmul`` uses for the parts of ``geometry``."""
+    axes = _phase._plan(geometry)
+    groups = geometry.groups
+    forms = set()
+    for block in itertools.product(*(axis.parts for axis in axes)):
+        if all(p.lags for p in block):
+            pairs = math.prod(p.stop - p.start for p in block) * out_channels // groups
+            wins = _phase._multiply_reduce_wins(in_channels // groups, pairs)
+            forms.add("multiply_reduce" if wins else "matmul")
+    return forms
+
+
+# Grouped geometries whose parts take each kernel-gradient form: sums of
+# products where a group has few channel pairs (depthwise), a matmul batched
+# over the groups otherwise.
+KERNEL_GRAD_FORMS = [
+    # Depthwise, one phase per part (SAME, k=4, s=2): one pair.
+    (_case((5, 4), (4, 4), (2, 2), (1, 1), "SAME", (10, 8), groups=3), 3, 3, {"multiply_reduce"}),
+    # Depthwise, all four phases in one part: four pairs.
+    (_case((4, 3), (4, 4), (2, 2), (1, 1), "VALID", (10, 8), groups=3), 3, 3, {"multiply_reduce"}),
+    # Two output channels per group, k=4, s=3: parts of 1, 2 and 4 phases,
+    # so 2, 4 and 8 pairs.
+    (_case((4, 3), (4, 4), (3, 3), (1, 1), "VALID", (13, 10), groups=2), 2, 4,
+     {"multiply_reduce", "matmul"}),
+    # Three channels per group, dilated 1-D and 3-D.
+    (_case((7,), (3,), (2,), (2,), "SAME", (14,), groups=2), 6, 6, {"matmul"}),
+    (_case((3, 2, 3), (2, 3, 2), (2, 1, 2), (1, 2, 1), "VALID", (6, 6, 6), groups=2), 2, 2,
+     {"multiply_reduce"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case, in_channels, out_channels, forms",
+    KERNEL_GRAD_FORMS,
+    ids=[f"{c.describe()}-{i}-{o}" for c, i, o, _ in KERNEL_GRAD_FORMS],
+)
+def test_grouped_kernel_gradient_forms(case, in_channels, out_channels, forms):
+    """Both forms of the grouped phase-wise kernel gradient match the reference."""
+    case = dataclasses.replace(case, in_channels=in_channels, out_channels=out_channels)
+    assert _kernel_grad_forms(_geometry(case), in_channels, out_channels) == forms
+    check_three_maps(case, "phase_matmul")
+
+
 def _auto_loss(x, w):
     y = jdeconv.conv2d_transpose(x, w, (2, 16, 16, 4), 2, "SAME", method="auto")
     return jnp.sum(y**2)

@@ -21,6 +21,7 @@ TOLERANCE = {
 CASES = [
     # (input shape, filters shape, output spatial, strides, dilations, padding, groups)
     ((2, 5, 4, 6), (3, 4, 4, 6), (10, 8), (2, 2), (1, 1), "SAME", 2),
+    ((2, 5, 4, 3), (4, 4, 1, 3), (10, 8), (2, 2), (1, 1), "SAME", 3),
     ((1, 6, 3), (5, 2, 3), (25,), (3,), (2,), "VALID", 1),
     ((1, 3, 2, 3, 2), (2, 3, 2, 3, 2), (5, 4, 3), (2, 2, 1), (1, 1, 2), "SAME", 1),
 ]
@@ -28,7 +29,7 @@ CASES = [
 
 @pytest.mark.parametrize("method", jdeconv.METHODS)
 @pytest.mark.parametrize("dtype", list(TOLERANCE), ids=lambda d: jnp.dtype(d).name)
-@pytest.mark.parametrize("case", CASES, ids=["2d-groups", "1d-dilated", "3d"])
+@pytest.mark.parametrize("case", CASES, ids=["2d-groups", "2d-depthwise", "1d-dilated", "3d"])
 def test_dtype_against_float64_reference(case, dtype, method):
     in_shape, w_shape, out, strides, dilations, padding, groups = case
     rng = np.random.default_rng(0)

@@ -231,16 +231,19 @@ def test_auto_input_gradient_on_a_mesh_is_one_contraction():
         assert auto_choice(geometry, "forward_conv", 64, 64, "cpu", partitioned=True) == "phase"
 
 
-def _phase_space_forms(geometry, in_channels: int, out_channels: int) -> set[str]:
-    """Which forms ``forward_conv_phase`` uses for the parts of ``geometry``."""
-    axes = _phase._plan(geometry)
-    forms = set()
-    for block in itertools.product(*(axis.parts for axis in axes)):
-        if all(p.lags for p in block):
-            part_channels = math.prod(p.stop - p.start for p in block) * out_channels
-            wins = _phase._overlap_add_wins(block, part_channels, in_channels, geometry.groups)
-            forms.add("overlap_add" if wins else "convolution")
-    return forms
+def _input_gradient_form(geometry, block, in_channels: int, out_channels: int) -> str:
+    """The form ``forward_conv_phase`` uses for one part."""
+    part_channels = math.prod(p.stop - p.start for p in block) * out_channels
+    wins = _phase._overlap_add_wins(block, part_channels, in_channels, geometry.groups)
+    return "overlap_add" if wins else "convolution"
+
+
+def _kernel_gradient_form(geometry, block, in_channels: int, out_channels: int) -> str:
+    """The form ``kernel_grad_matmul`` uses for one part."""
+    groups = geometry.groups
+    pairs = math.prod(p.stop - p.start for p in block) * out_channels // groups
+    wins = _phase._multiply_reduce_wins(in_channels // groups, pairs)
+    return "multiply_reduce" if wins else "matmul"
 
 
 # Channels chosen so that each input-gradient form is taken: the matmul and
@@ -254,33 +257,6 @@ PHASE_SPACE_FORMS = [
     (_case((7,), (3,), (1,), (2,), ((1, 2),), (8,)), 1, 3, {"overlap_add"}),
     (_case((3, 4, 3), (3, 2, 3), (2, 2, 1), (1, 1, 2), "VALID", (8, 8, 7)), 2, 8, {"overlap_add"}),
 ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "case, in_channels, out_channels, forms",
-    PHASE_SPACE_FORMS,
-    ids=[f"{c.describe()}-{i}-{o}" for c, i, o, _ in PHASE_SPACE_FORMS],
-)
-def test_phase_space_input_gradient_forms(case, in_channels, out_channels, forms):
-    """Both forms of the phase-space input gradient are the exact adjoint of ``T``."""
-    case = dataclasses.replace(case, in_channels=in_channels, out_channels=out_channels)
-    geometry = _geometry(case)
-    assert _phase_space_forms(geometry, in_channels, out_channels) == forms
-    check_three_maps(case, "phase_matmul")
-
-
-def _kernel_grad_forms(geometry, in_channels: int, out_channels: int) -> set[str]:
-    """Which forms ``kernel_grad_matmul`` uses for the parts of ``geometry``."""
-    axes = _phase._plan(geometry)
-    groups = geometry.groups
-    forms = set()
-    for block in itertools.product(*(axis.parts for axis in axes)):
-        if all(p.lags for p in block):
-            pairs = math.prod(p.stop - p.start for p in block) * out_channels // groups
-            wins = _phase._multiply_reduce_wins(in_channels // groups, pairs)
-            forms.add("multiply_reduce" if wins else "matmul")
-    return forms
-
 
 # Grouped geometries whose parts take each kernel-gradient form: sums of
 # products where a group has few channel pairs (depthwise), a matmul batched
@@ -300,16 +276,31 @@ KERNEL_GRAD_FORMS = [
      {"multiply_reduce"}),
 ]  # fmt: skip
 
+PHASE_MATMUL_FORMS = [(*row, _input_gradient_form) for row in PHASE_SPACE_FORMS] + [
+    (*row, _kernel_gradient_form) for row in KERNEL_GRAD_FORMS
+]
+
 
 @pytest.mark.parametrize(
-    "case, in_channels, out_channels, forms",
-    KERNEL_GRAD_FORMS,
-    ids=[f"{c.describe()}-{i}-{o}" for c, i, o, _ in KERNEL_GRAD_FORMS],
+    "case, in_channels, out_channels, forms, form_of",
+    PHASE_MATMUL_FORMS,
+    ids=[f"{f.__name__[1:-5]}-{c.describe()}-{i}-{o}" for c, i, o, _, f in PHASE_MATMUL_FORMS],
 )
-def test_grouped_kernel_gradient_forms(case, in_channels, out_channels, forms):
-    """Both forms of the grouped phase-wise kernel gradient match the reference."""
+def test_phase_matmul_forms(case, in_channels, out_channels, forms, form_of):
+    """Each form of ``phase_matmul``'s gradients is taken and matches the reference.
+
+    The input gradient is a matmul and overlap-add or a stride-1
+    convolution per part; the grouped kernel gradient sums of products or a
+    batched matmul.
+    """
     case = dataclasses.replace(case, in_channels=in_channels, out_channels=out_channels)
-    assert _kernel_grad_forms(_geometry(case), in_channels, out_channels) == forms
+    geometry = _geometry(case)
+    taken = {
+        form_of(geometry, block, in_channels, out_channels)
+        for block in itertools.product(*(axis.parts for axis in _phase._plan(geometry)))
+        if all(p.lags for p in block)
+    }
+    assert taken == forms
     check_three_maps(case, "phase_matmul")
 
 

@@ -440,7 +440,8 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     For each part and each lag ``q`` of its phase kernel, the input shifted by
     ``q`` blocks is contracted with the space-to-depth output gradient over the
     batch and the positions. Each tap is computed once; where ``k <= s`` this
-    is a single matmul.
+    is a single matmul. Groups with few channel pairs (depthwise layers) sum
+    products per pair instead (:func:`_multiply_reduce`).
     """
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups

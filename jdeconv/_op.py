@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from jdeconv import _autodiff, _shapes
-from jdeconv._lowerings import ConvConfig, select_lowering
+from jdeconv import _autodiff, _checks, _shapes
+from jdeconv._lowerings import METHODS, ConvConfig, select_lowering
 
 IntOrSequence = int | Sequence[int]
 
@@ -264,15 +264,22 @@ def _conv_transpose(
     padding: Any,
     data_format: Any,
     dilations: Any,
-    name: str | None,
+    name: Any,
     *,
-    groups: int,
-    method: str,
-    precision: jax.lax.PrecisionLike,
-    preferred_element_type: DTypeLike | None,
+    groups: Any,
+    method: Any,
+    precision: Any,
+    preferred_element_type: Any,
 ) -> jax.Array:
-    x = _as_array(function, "input", input)
-    w = _as_array(function, "filters", filters)
+    """Checks the arguments of a public op, builds its geometry and applies it."""
+    x = _checks.floating_array(function, "input", input)
+    w = _checks.floating_array(function, "filters", filters)
+    name = _checks.optional_name(function, "name", name)
+    method = _checks.one_of(function, "method", method, METHODS)
+    precision = _checks.precision(function, "precision", precision)
+    preferred_element_type = _checks.floating_dtype(
+        function, "preferred_element_type", preferred_element_type, optional=True
+    )
     if num_spatial is None:
         if x.ndim < 3:
             raise ValueError(
@@ -290,10 +297,12 @@ def _conv_transpose(
             f"[*kernel_size, out_channels, in_channels], got shape {w.shape}."
         )
     dtype = jnp.result_type(x, w)
-    if not jnp.issubdtype(dtype, jnp.floating):
+    if preferred_element_type is not None and jnp.promote_types(
+        dtype, preferred_element_type
+    ) != jnp.dtype(preferred_element_type):
         raise TypeError(
-            f"{function}: `input` and `filters` must be floating point (float16, "
-            f"bfloat16, float32 or float64), got {x.dtype} and {w.dtype}."
+            f"{function}: `preferred_element_type` must not be narrower than the dtype "
+            f"of `input` and `filters` ({dtype}), got {jnp.dtype(preferred_element_type)}."
         )
     x, w = x.astype(dtype), w.astype(dtype)
 
@@ -308,7 +317,11 @@ def _conv_transpose(
     in_channels = x.shape[-1] if channels_last else x.shape[1]
     input_size = x.shape[1:-1] if channels_last else x.shape[2:]
     *kernel_size, out_per_group, filter_in_channels = w.shape
-    groups = _check_groups(function, groups, in_channels)
+    groups = _checks.positive_integer(function, "groups", groups)
+    if in_channels % groups:
+        raise ValueError(
+            f"{function}: `groups` must divide the {in_channels} input channels, got {groups}."
+        )
     if filter_in_channels != in_channels:
         raise ValueError(
             f"{function}: `filters` have {filter_in_channels} input channels "
@@ -336,52 +349,69 @@ def _conv_transpose(
         channels_last=channels_last,
         groups=groups,
     )
+    scope = jax.named_scope(name) if name else contextlib.nullcontext()
+    with scope:
+        return apply(
+            x,
+            w,
+            geometry,
+            method=method,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+        )
+
+
+def apply(
+    x: jax.Array,
+    w: jax.Array,
+    geometry: _shapes.ConvTransposeGeometry,
+    *,
+    method: str = "auto",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """``T(x, w)`` for checked arguments: the entry every front end calls.
+
+    Args:
+      x: the input, floating point, in the geometry's layout.
+      w: the filters ``[*kernel_size, C_out / groups, C_in]``, of ``x``'s dtype.
+      geometry: the checked geometry (:func:`jdeconv._shapes.make_geometry`).
+      method: ``"auto"`` or one of :data:`METHODS`, checked.
+      precision: a precision in the form :func:`jdeconv._checks.precision` returns.
+      preferred_element_type: ``None`` or a floating NumPy dtype.
+    """
     config = ConvConfig(
         geometry=geometry,
-        lowering=select_lowering(function, method, geometry),
+        lowering=select_lowering(method, geometry),
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    scope = jax.named_scope(name) if name else contextlib.nullcontext()
-    with scope:
-        return _autodiff.apply(x, w, config)
-
-
-def _as_array(function: str, argument: str, value: ArrayLike) -> jax.Array:
-    if isinstance(value, jax.Array):
-        return value
-    try:
-        return jnp.asarray(value)
-    except TypeError as error:
-        raise TypeError(
-            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
-        ) from None
-
-
-def _check_groups(function: str, groups: Any, in_channels: int) -> int:
-    if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
-        raise TypeError(f"{function}: `groups` must be an int, got {groups!r}.")
-    if groups < 1 or in_channels % groups:
-        raise ValueError(
-            f"{function}: `groups` must be >= 1 and divide the {in_channels} "
-            f"input channels, got {groups}."
-        )
-    return int(groups)
+    return _autodiff.apply(x, w, config)
 
 
 def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:
-    """``output_shape`` as a tuple of concrete scalars, or a TypeError if traced."""
-    entries = list(output_shape) if isinstance(output_shape, list | tuple) else [output_shape]
-    if any(isinstance(entry, jax.core.Tracer) for entry in entries):
+    """``output_shape`` as a tuple of concrete or symbolic sizes; a TypeError if traced."""
+    if output_shape is None or isinstance(output_shape, str):
+        raise TypeError(
+            f"{function}: `output_shape` must be a sequence of sizes, got "
+            f"{_checks.describe(output_shape)}."
+        )
+    try:
+        entries = list(output_shape)
+    except TypeError:
+        entries = [output_shape]
+    if isinstance(output_shape, jax.core.Tracer) or any(
+        isinstance(entry, jax.core.Tracer) for entry in entries
+    ):
         raise TypeError(
             f"{function}: `output_shape` must be static, but it is a traced value "
             f"(it was computed inside jit, vmap or grad). Pass Python ints, e.g. "
             f"computed from `input.shape`, or mark the argument static with "
             f"`jax.jit(..., static_argnames=...)`."
         )
-    shape = np.asarray(output_shape)
+    shape = np.asarray(output_shape, dtype=object)
     if shape.ndim != 1:
         raise ValueError(
             f"{function}: `output_shape` must be a 1-d sequence of sizes, got {output_shape!r}."
         )
-    return tuple(shape.tolist())
+    return tuple(entry.item() if isinstance(entry, np.generic) else entry for entry in shape)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import operator
 from collections.abc import Sequence
 from typing import Any
+
+from jdeconv import _checks
 
 Padding = str | Sequence[Sequence[int]]
 
@@ -118,18 +119,6 @@ def normalize_data_format(function: str, data_format: str | None, num_spatial: i
     )
 
 
-def _as_int(function: str, argument: str, value: Any) -> int:
-    """``operator.index`` (ints, NumPy and concrete JAX integers), bools refused."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{function}: `{argument}` must hold integers, got {type(value).__name__} {value!r}."
-        ) from None
-
-
 def normalize_window_argument(
     function: str,
     argument: str,
@@ -151,14 +140,14 @@ def normalize_window_argument(
     if value is None:
         return (1,) * num_spatial
     if isinstance(value, numbers.Integral) or getattr(value, "ndim", None) == 0:
-        values: tuple[int, ...] = (_as_int(function, argument, value),)
+        values: tuple[int, ...] = (_checks.integer(function, argument, value),)
     elif isinstance(value, str) or not hasattr(value, "__iter__"):
         raise TypeError(
             f"{function}: `{argument}` must be an int or a sequence of ints, "
             f"got {type(value).__name__} {value!r}."
         )
     else:
-        values = tuple(_as_int(function, argument, v) for v in value)
+        values = tuple(_checks.integer(function, argument, v) for v in value)
     full = num_spatial + 2
     if len(values) == 1:
         spatial = values * num_spatial
@@ -193,8 +182,10 @@ def normalize_output_shape(
 
     Args:
       function: name of the public function, for error messages.
-      output_shape: concrete integers: ``N + 2`` of them in ``data_format``
-        order, or only the ``N`` spatial sizes.
+      output_shape: ``N + 2`` sizes in ``data_format`` order, or only the
+        ``N`` spatial sizes. Spatial sizes are concrete integers; the batch and
+        channel entries may be symbolic dimensions (``jax.export``) equal to
+        the input's.
       num_spatial: number of spatial dimensions.
       channels_last: the layout.
       batch_size: the input's batch size, which a full shape must repeat.
@@ -206,10 +197,10 @@ def normalize_output_shape(
       ValueError: on a wrong length, a batch or channel mismatch or a negative
         size.
     """
-    values = tuple(_as_int(function, "output_shape", v) for v in output_shape)
+    values = tuple(output_shape)
     if len(values) == num_spatial + 2:
-        batch = values[0]
-        channels = values[-1] if channels_last else values[1]
+        batch = _size_entry(function, values[0], batch_size)
+        channels = _size_entry(function, values[-1] if channels_last else values[1], out_channels)
         spatial = values[1:-1] if channels_last else values[2:]
         if batch != batch_size:
             raise ValueError(
@@ -228,9 +219,31 @@ def normalize_output_shape(
             f"{function}: `output_shape` must have length {num_spatial + 2} (the "
             f"full shape) or {num_spatial} (spatial sizes only), got {values}."
         )
+    spatial = tuple(_checks.integer(function, "output_shape", v) for v in spatial)
     if any(v < 0 for v in spatial):
         raise ValueError(f"{function}: `output_shape` sizes must be >= 0, got {values}.")
     return tuple(spatial)
+
+
+def _size_entry(function: str, value: Any, expected: Any) -> Any:
+    """A batch or channel entry of ``output_shape``.
+
+    An integer, or a symbolic dimension (``jax.export``) that equals the
+    input's batch size or the filters' channel count, symbolic or not.
+    """
+    try:
+        return _checks.integer(function, "output_shape", value)
+    except TypeError:
+        if not isinstance(value, str) and _same_size(value, expected):
+            return value
+        raise
+
+
+def _same_size(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an inconclusive comparison of symbolic dimensions
+        return False
 
 
 def normalize_padding(
@@ -272,7 +285,8 @@ def normalize_padding(
             f"one per dimension in `data_format` order, got {padding!r}."
         )
     int_pairs: tuple[tuple[int, int], ...] = tuple(
-        (_as_int(function, "padding", a), _as_int(function, "padding", b)) for a, b in pairs
+        (_checks.integer(function, "padding", a), _checks.integer(function, "padding", b))
+        for a, b in pairs
     )
     outer = (int_pairs[0], int_pairs[-1]) if channels_last else (int_pairs[0], int_pairs[1])
     if outer != ((0, 0), (0, 0)):
@@ -371,7 +385,7 @@ def make_geometry(
     Raises:
       ValueError: if an output size is outside TensorFlow's accepted range.
     """
-    spatial_names = _spatial_names(len(input_size), channels_last)
+    spatial_names = _spatial_names(len(input_size))
     pads = []
     for dim, (i, k, s, d, o) in enumerate(
         zip(input_size, kernel_size, strides, dilations, output_size)
@@ -403,8 +417,7 @@ def make_geometry(
     )
 
 
-def _spatial_names(num_spatial: int, channels_last: bool) -> tuple[str, ...]:
-    del channels_last  # Names are the same in both layouts.
+def _spatial_names(num_spatial: int) -> tuple[str, ...]:
     return {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(
         num_spatial, tuple(f"spatial {i}" for i in range(num_spatial))
     )

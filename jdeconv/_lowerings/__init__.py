@@ -205,14 +205,8 @@ _AUTO = Lowering(
 )
 
 
-def select_lowering(function: str, method: str, geometry: ConvTransposeGeometry) -> Lowering:
-    """Returns the lowering for ``method``, falling back where it can't compute.
-
-    Raises:
-      ValueError: if ``method`` is not one of :data:`METHODS`.
-    """
+def select_lowering(method: str, geometry: ConvTransposeGeometry) -> Lowering:
+    """The lowering for a checked ``method``, falling back where it can't compute."""
     if method == "auto":
         return _AUTO
-    if not isinstance(method, str) or method not in _LOWERINGS:
-        raise ValueError(f"{function}: `method` must be one of {METHODS}, got {method!r}.")
     return _resolve(method, geometry)

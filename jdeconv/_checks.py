@@ -1,0 +1,245 @@
+"""Checks of user arguments, shared by every public entry point.
+
+Each checker takes the public function's name and the argument's name, and
+either returns the value in canonical form or raises a ``TypeError`` (wrong
+kind of object) or ``ValueError`` (wrong value) whose message names both,
+states the rule and shows what was received:
+
+    conv2d_transpose: `strides` must hold integers, got str 'a'.
+
+The integer and sequence checkers are plain Python; JAX is imported only by
+the array, dtype and precision checkers, so that :mod:`jdeconv._shapes` can
+use the former and stay free of JAX.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import jax
+
+T = TypeVar("T")
+
+
+def describe(value: Any) -> str:
+    """``"<type> <repr>"`` of a received value, for error messages."""
+    return f"{type(value).__name__} {value!r}"
+
+
+def integer(function: str, argument: str, value: Any) -> int:
+    """An integer (Python, NumPy or a concrete JAX scalar); bools are refused.
+
+    >>> integer("f", "size", 3)
+    3
+
+    Raises:
+      TypeError: if ``value`` is not an integer.
+    """
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{function}: `{argument}` must hold integers, got {describe(value)}."
+        ) from None
+
+
+def positive_integer(function: str, argument: str, value: Any, minimum: int = 1) -> int:
+    """An integer ``>= minimum``.
+
+    Raises:
+      TypeError: if ``value`` is not an integer.
+      ValueError: if it is below ``minimum``.
+    """
+    result = integer(function, argument, value)
+    if result < minimum:
+        raise ValueError(f"{function}: `{argument}` must be >= {minimum}, got {value!r}.")
+    return result
+
+
+def integer_tuple(
+    function: str, argument: str, value: Any, length: int, minimum: int | None = None
+) -> tuple[int, ...]:
+    """An int (repeated ``length`` times) or a sequence of ``length`` ints.
+
+    Keras' ``normalize_tuple``: ``3`` and ``(3, 3)`` both give ``(3, 3)`` for
+    ``length=2``.
+
+    >>> integer_tuple("f", "kernel_size", 3, 2)
+    (3, 3)
+
+    Raises:
+      TypeError: if ``value`` is neither an int nor a sequence of ints.
+      ValueError: on a wrong length or an entry below ``minimum``.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        values: tuple[int, ...] = (int(value),) * length
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != length:
+            raise ValueError(
+                f"{function}: `{argument}` must be an int or a sequence of {length} ints, "
+                f"got {value!r}."
+            )
+        values = tuple(integer(function, argument, v) for v in value)
+    else:
+        raise TypeError(
+            f"{function}: `{argument}` must be an int or a sequence of {length} ints, "
+            f"got {describe(value)}."
+        )
+    if minimum is not None and any(v < minimum for v in values):
+        raise ValueError(
+            f"{function}: every entry of `{argument}` must be >= {minimum}, got {value!r}."
+        )
+    return values
+
+
+def boolean(function: str, argument: str, value: Any) -> bool:
+    """``True`` or ``False`` (NumPy booleans too).
+
+    Raises:
+      TypeError: on anything else.
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"{function}: `{argument}` must be True or False, got {describe(value)}.")
+
+
+def one_of(function: str, argument: str, value: Any, choices: Iterable[T]) -> T:
+    """``value`` if it is one of ``choices``.
+
+    Raises:
+      ValueError: otherwise, listing the choices.
+    """
+    choices = tuple(choices)
+    try:
+        if value in choices:
+            return value
+    except TypeError:  # unhashable or incomparable
+        pass
+    raise ValueError(f"{function}: `{argument}` must be one of {choices}, got {value!r}.")
+
+
+def optional_name(function: str, argument: str, value: Any) -> str | None:
+    """``None`` or a non-empty string.
+
+    Raises:
+      TypeError: on anything else.
+    """
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise TypeError(
+        f"{function}: `{argument}` must be a non-empty string or None, got {describe(value)}."
+    )
+
+
+def array(function: str, argument: str, value: Any) -> jax.Array:
+    """``value`` as a JAX array: arrays pass through, array-likes are converted.
+
+    Raises:
+      TypeError: for ``None`` and anything that is not numeric array data
+        (strings, objects, ragged nests).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    if isinstance(value, jax.Array):
+        return value
+    if value is None or isinstance(value, str | bytes):
+        raise TypeError(f"{function}: `{argument}` must be an array, got {describe(value)}.")
+    try:
+        converted = np.asarray(value) if not hasattr(value, "__jax_array__") else value
+        if isinstance(converted, np.ndarray) and converted.dtype.kind not in "biufc":
+            raise TypeError(f"dtype {converted.dtype} is not numeric")
+        return jnp.asarray(converted)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
+        ) from None
+
+
+def floating_array(function: str, argument: str, value: Any) -> jax.Array:
+    """An array of a floating-point dtype (float16, bfloat16, float32, float64).
+
+    Raises:
+      TypeError: if ``value`` is not an array, or its dtype is not floating.
+    """
+    import jax.numpy as jnp
+
+    result = array(function, argument, value)
+    if not jnp.issubdtype(result.dtype, jnp.floating):
+        raise TypeError(
+            f"{function}: `{argument}` must have a floating-point dtype (float16, bfloat16, "
+            f"float32 or float64), got {result.dtype}."
+        )
+    return result
+
+
+def floating_dtype(function: str, argument: str, value: Any, *, optional: bool) -> Any:
+    """A floating-point dtype (``None`` too where ``optional``), as a NumPy dtype.
+
+    Raises:
+      TypeError: if ``value`` is not a dtype, or not a floating-point one.
+    """
+    import jax.numpy as jnp
+
+    if value is None and optional:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if value is None or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        allowed = "None or " if optional else ""
+        raise TypeError(
+            f"{function}: `{argument}` must be {allowed}a floating-point dtype (float16, "
+            f"bfloat16, float32 or float64), got {describe(value)}."
+        )
+    return dtype
+
+
+def precision(function: str, argument: str, value: Any) -> Any:
+    """A precision that ``jax.lax`` accepts, in a hashable form.
+
+    That is ``None``; a ``jax.lax.Precision`` or its name (``"default"``,
+    ``"high"``, ``"highest"``, ``"bfloat16"``, ``"tensorfloat32"``,
+    ``"float32"``, ``"fastest"``); a pair of those, one per operand; a
+    ``jax.lax.DotAlgorithmPreset`` or its name; or a ``jax.lax.DotAlgorithm``.
+
+    >>> precision("f", "precision", ["highest", "default"])
+    (Precision.HIGHEST, Precision.DEFAULT)
+
+    Raises:
+      ValueError: on anything else.
+    """
+    from jax import lax
+
+    def one(entry: Any) -> Any:
+        if isinstance(entry, lax.Precision):
+            return entry
+        if isinstance(entry, str):
+            try:
+                return lax.Precision(entry)
+            except ValueError:
+                pass
+        raise ValueError
+
+    try:
+        if value is None or isinstance(value, lax.DotAlgorithm | lax.DotAlgorithmPreset):
+            return value
+        if isinstance(value, str) and value in lax.DotAlgorithmPreset.__members__:
+            return lax.DotAlgorithmPreset[value]
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return (one(value[0]), one(value[1]))
+        return one(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{function}: `{argument}` must be None, a jax.lax.Precision or its name "
+            f"('default', 'high', 'highest'), a pair of those, or a jax.lax.DotAlgorithm "
+            f"or DotAlgorithmPreset, got {describe(value)}."
+        ) from None

@@ -51,7 +51,11 @@ BAD = [
     (dict(input=None), TypeError, r"`input` must be an array, got NoneType None\.$"),
     (dict(filters="w"), TypeError, r"`filters` must be an array, got str 'w'\.$"),
     (dict(input=[[1, 2], [3]]), TypeError, r"`input` must be an array, got list: "),
-    (dict(input=np.array([["a"]])), TypeError, r"`input` must be an array, got ndarray: dtype <U1 is not numeric"),
+    (
+        dict(input=np.array([["a"]])),
+        TypeError,
+        r"`input` must be an array, got ndarray: dtype <U1 is not numeric",
+    ),
     (dict(name=5), TypeError, r"`name` must be a non-empty string or None, got int 5\.$"),
     (dict(method="fast"), ValueError, r"`method` must be one of \('auto', .*\), got 'fast'\.$"),
     (
@@ -65,11 +69,19 @@ BAD = [
         r"`preferred_element_type` must be None or a floating-point dtype .* got _ScalarMeta <class 'jax.numpy.int32'>\.$",
     ),
     (
-        dict(input=X.astype(jnp.float32), filters=W.astype(jnp.float32), preferred_element_type=jnp.bfloat16),
+        dict(
+            input=X.astype(jnp.float32),
+            filters=W.astype(jnp.float32),
+            preferred_element_type=jnp.bfloat16,
+        ),
         TypeError,
         r"`preferred_element_type` must not be narrower than the dtype of `input` and `filters` \(float32\), got bfloat16\.$",
     ),
-    (dict(output_shape=None), TypeError, r"`output_shape` must be a sequence of sizes, got NoneType None\.$"),
+    (
+        dict(output_shape=None),
+        TypeError,
+        r"`output_shape` must be a sequence of sizes, got NoneType None\.$",
+    ),
     (
         dict(data_format="NCW"),
         ValueError,
@@ -176,9 +188,7 @@ def test_bad_input(overrides, error, pattern):
 def test_groups_errors():
     x = jnp.ones((1, 3, 3, 4))
     w = jnp.ones((2, 2, 3, 4))
-    with pytest.raises(
-        ValueError, match=r"`groups` must divide the 4 input channels, got 3\.$"
-    ):
+    with pytest.raises(ValueError, match=r"`groups` must divide the 4 input channels, got 3\.$"):
         jdeconv.conv2d_transpose(x, w, (6, 6), 2, groups=3)
     with pytest.raises(ValueError, match=r"`groups` must be >= 1, got 0\.$"):
         jdeconv.conv2d_transpose(x, w, (6, 6), 2, groups=0)

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType
 
+from jdeconv._lowerings import _xla_workarounds
 from jdeconv._lowerings._interface import ConvConfig
 
 Pairs = Sequence[tuple[int, int]]
@@ -137,7 +138,7 @@ def conv(
         return _grouped_conv_matmul(lhs, rhs, strides, padding, dilations, groups, config)
     if n == 2 or partitioned(lhs, rhs):
         spec = (0, n + 1, *range(1, n + 1))
-        return lax.conv_general_dilated(
+        return _xla_workarounds.conv_general_dilated(
             lhs,
             rhs,
             window_strides=tuple(strides),
@@ -243,7 +244,7 @@ def filter_grad(
         g = g.reshape(*g.shape[:-1], groups, -1)
         g = jnp.moveaxis(g, -2, 0).reshape(groups * batch, *g.shape[1:-2], -1)
         feature_groups = groups
-    return lax.conv_general_dilated(
+    return _xla_workarounds.conv_general_dilated(
         g,
         x,
         window_strides=tuple(dilations),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-from jdeconv._lowerings import _common
+from jdeconv._lowerings import _common, _xla_workarounds
 from jdeconv._lowerings._interface import ConvConfig
 
 
@@ -27,7 +27,7 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
     n = geometry.num_spatial
     kernel = _common.flip_spatial(_common.transposed_kernel(w, geometry.groups), n)
     act = _common.activation_spec(geometry)
-    return lax.conv_general_dilated(
+    return _xla_workarounds.conv_general_dilated(
         x,
         kernel,
         window_strides=(1,) * n,
@@ -47,7 +47,7 @@ def forward_conv(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
     geometry = config.geometry
     n = geometry.num_spatial
     act = _common.activation_spec(geometry)
-    return lax.conv_general_dilated(
+    return _xla_workarounds.conv_general_dilated(
         g,
         w,
         window_strides=geometry.strides,
@@ -66,7 +66,7 @@ def kernel_grad(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
     geometry = config.geometry
     n = geometry.num_spatial
     swapped = _common.swapped_activation_spec(geometry)
-    return lax.conv_general_dilated(
+    return _xla_workarounds.conv_general_dilated(
         g,
         x,
         window_strides=geometry.dilations,

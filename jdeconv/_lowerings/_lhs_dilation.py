@@ -16,7 +16,6 @@ Its two adjoints are written out explicitly rather than left to autodiff (see
 from __future__ import annotations
 
 import jax
-from jax import lax
 
 from jdeconv._lowerings import _common, _xla_workarounds
 from jdeconv._lowerings._interface import ConvConfig

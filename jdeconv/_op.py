@@ -3,7 +3,7 @@
 ``conv1d_transpose``, ``conv2d_transpose``, ``conv3d_transpose`` and the N-d
 ``conv_transpose`` take TensorFlow's arguments in TensorFlow's order and give
 TensorFlow's result. Each one checks its arguments (see :mod:`jdeconv._shapes`),
-picks a lowering and calls it through the rules in :mod:`jdeconv._autodiff`.
+builds the geometry and binds the primitive of :mod:`jdeconv._primitives`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from jdeconv import _autodiff, _checks, _shapes
-from jdeconv._lowerings import METHODS, ConvConfig, select_lowering
+from jdeconv import _checks, _primitives, _shapes
+from jdeconv._lowerings import METHODS
 
 IntOrSequence = int | Sequence[int]
 
@@ -380,13 +380,14 @@ def apply(
       precision: a precision in the form :func:`jdeconv._checks.precision` returns.
       preferred_element_type: ``None`` or a floating NumPy dtype.
     """
-    config = ConvConfig(
-        geometry=geometry,
-        lowering=select_lowering(method, geometry),
+    return _primitives.apply(
+        x,
+        w,
+        geometry,
+        method=method,
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    return _autodiff.apply(x, w, config)
 
 
 def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:

@@ -63,8 +63,10 @@ def test_mixed_dtypes_follow_jax_promotion():
     w = jnp.ones((2, 2, 4, 2), jnp.float32)
     assert jdeconv.conv2d_transpose(x, w, (6, 6), 2).dtype == jnp.float32
     assert jdeconv.conv2d_transpose(x, w.astype(jnp.float16), (6, 6), 2).dtype == jnp.float32
-    assert (
-        jdeconv.conv2d_transpose(np.ones((1, 3, 3, 2), np.int32), w, (6, 6), 2).dtype == jnp.float32
-    )
+    with pytest.raises(
+        TypeError,
+        match=r"^conv2d_transpose: `input` must have a floating-point dtype .* got int32\.$",
+    ):
+        jdeconv.conv2d_transpose(np.ones((1, 3, 3, 2), np.int32), w, (6, 6), 2)
     dx = jax.grad(lambda x: jnp.sum(jdeconv.conv2d_transpose(x, w, (6, 6), 2)))(x)
     assert dx.dtype == jnp.bfloat16

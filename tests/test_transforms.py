@@ -88,11 +88,6 @@ def test_gradients_equal_the_reference_adjoint():
     np.testing.assert_allclose(np.vdot(dw, v), np.vdot(g, expected(X, v)), rtol=1e-10)
 
 
-def test_forward_mode_is_refused_clearly():
-    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jvp(lambda x: op(x, W), (X,), (X,))
-
-
 def test_hlo_is_one_lhs_dilated_convolution():
     x, w = X.astype(np.float32), W.astype(np.float32)
     text = jax.jit(lambda x, w: op(x, w, "lhs_dilation")).lower(x, w).as_text()

@@ -26,10 +26,10 @@ gradient). Adding one is one module that defines them plus one entry in
   an overlap-add), ``K`` as one matmul per (phase part, lag), each tap once.
 
 Every lowering computes the same function; they differ only in speed and
-memory. ``"auto"`` picks, at trace time and separately for each of the three
-maps, by platform and by shape class (the choice is staged with
-``lax.platform_dependent``, so a function traced on one platform and run on
-another still gets that platform's choice):
+memory. ``"auto"`` picks separately for each of the three maps, by platform
+and by shape class, when the primitive is lowered for a platform (see
+:mod:`jdeconv._primitives`), so a program traced on one platform, or exported
+for several, gets each platform's choice:
 
 * GPU, TPU and other platforms: ``"lhs_dilation"`` for all three maps. cuDNN
   runs lhs-dilated convolutions as backward-data kernels; nothing was measured
@@ -66,14 +66,19 @@ behind these rules are in ``benchmarks/README.md`` and
 
 from __future__ import annotations
 
-import jax
-from jax import lax
-
-from jdeconv._lowerings import _canonical, _lhs_dilation, _phase
-from jdeconv._lowerings._interface import ConvConfig, Lowering
+from jdeconv._lowerings import _lhs_dilation, _phase
+from jdeconv._lowerings._interface import BilinearMap, ConvConfig, Lowering
 from jdeconv._shapes import ConvTransposeGeometry
 
-__all__ = ["METHODS", "ConvConfig", "Lowering", "auto_choice", "select_lowering"]
+__all__ = [
+    "METHODS",
+    "BilinearMap",
+    "ConvConfig",
+    "Lowering",
+    "auto_choice",
+    "bilinear_map",
+    "resolve",
+]
 
 _LOWERINGS: dict[str, Lowering] = {
     "lhs_dilation": Lowering(
@@ -103,7 +108,8 @@ _LOWERINGS: dict[str, Lowering] = {
 METHODS: tuple[str, ...] = ("auto", *_LOWERINGS)
 
 
-def _resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
+def resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
+    """The lowering ``name``, or its fallback where it can't compute ``geometry``."""
     lowering = _LOWERINGS[name]
     while not lowering.supports(geometry) and lowering.fallback is not None:
         lowering = _LOWERINGS[lowering.fallback]
@@ -113,7 +119,6 @@ def _resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
 def auto_choice(
     geometry: ConvTransposeGeometry,
     bilinear_map: str,
-    in_channels: int,
     out_channels: int,
     platform: str,
     partitioned: bool = False,
@@ -123,7 +128,6 @@ def auto_choice(
     Args:
       geometry: the call's geometry.
       bilinear_map: ``"transpose_conv"``, ``"forward_conv"`` or ``"kernel_grad"``.
-      in_channels: ``C_in``, the input's channel count.
       out_channels: ``C_out``, the output's channel count.
       platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
       partitioned: whether the operands may be split over several devices
@@ -155,58 +159,33 @@ def auto_choice(
             geometry.num_spatial == 2
             and geometry.groups == 1
             and (out_channels >= 64 or not geometry.channels_last)
-            and all(
-                (k - 1) * d + 1 > s
-                for k, s, d in zip(geometry.kernel_size, geometry.strides, geometry.dilations)
-            )
+            and all(k_eff > s for k_eff, s in zip(geometry.effective_kernel_size, geometry.strides))
         )
         name = "phase" if conv_wins else "phase_matmul"
-    return _resolve(name, geometry).name
+    return resolve(name, geometry).name
 
 
-def _channels(geometry: ConvTransposeGeometry, activation: jax.Array) -> int:
-    return activation.shape[-1] if geometry.channels_last else activation.shape[1]
+def bilinear_map(
+    method: str,
+    bilinear_map: str,
+    geometry: ConvTransposeGeometry,
+    *,
+    platform: str,
+    out_channels: int,
+    partitioned: bool,
+) -> BilinearMap:
+    """The function that computes ``bilinear_map`` for ``method`` on ``platform``.
 
-
-def _auto_map(bilinear_map: str):
-    """One map of the ``"auto"`` lowering: choose per platform at lowering time."""
-
-    def apply(a: jax.Array, b: jax.Array, config: ConvConfig) -> jax.Array:
-        geometry = config.geometry
-        if bilinear_map == "kernel_grad":  # (x, g)
-            in_channels, out_channels = _channels(geometry, a), _channels(geometry, b)
-        else:  # (x or g, w): w is [*k, C_out / G, C_in]
-            in_channels, out_channels = b.shape[-1], b.shape[-2] * geometry.groups
-
-        partitioned = _canonical.partitioned(a, b)
-
-        def branch(platform: str) -> str:
-            return auto_choice(
-                geometry, bilinear_map, in_channels, out_channels, platform, partitioned
-            )
-
-        def run(name: str):
-            function = getattr(_LOWERINGS[name], bilinear_map)
-            return lambda a, b: function(a, b, config)
-
-        cpu, other = branch("cpu"), branch("other")
-        if cpu == other:
-            return run(cpu)(a, b)
-        return lax.platform_dependent(a, b, cpu=run(cpu), default=run(other))
-
-    return apply
-
-
-_AUTO = Lowering(
-    name="auto",
-    transpose_conv=_auto_map("transpose_conv"),
-    forward_conv=_auto_map("forward_conv"),
-    kernel_grad=_auto_map("kernel_grad"),
-)
-
-
-def select_lowering(method: str, geometry: ConvTransposeGeometry) -> Lowering:
-    """The lowering for a checked ``method``, falling back where it can't compute."""
+    Args:
+      method: ``"auto"`` or a registered lowering's name.
+      bilinear_map: ``"transpose_conv"``, ``"forward_conv"`` or ``"kernel_grad"``.
+      geometry: the call's geometry.
+      platform: the platform being compiled for (``"cpu"`` or another).
+      out_channels: ``C_out``, the output's channel count.
+      partitioned: whether the operands may be split over several devices.
+    """
     if method == "auto":
-        return _AUTO
-    return _resolve(method, geometry)
+        name = auto_choice(geometry, bilinear_map, out_channels, platform, partitioned)
+    else:
+        name = resolve(method, geometry).name
+    return getattr(_LOWERINGS[name], bilinear_map)

@@ -120,7 +120,7 @@ def conv(
     Returns ``(N, *S_out, F)``: ``lax.conv_general_dilated`` with
     ``window_strides=strides``, ``rhs_dilation=dilations`` and
     ``feature_group_count=groups``, computed as one 2-D convolution (as one
-    convolution over every spatial axis where :func:`partitioned`).
+    convolution over every spatial axis where ``config.partitioned``).
     """
     n = lhs.ndim - 2
     if n == 1:
@@ -136,7 +136,7 @@ def conv(
         return out[:, 0]
     if groups > 1:
         return _grouped_conv_matmul(lhs, rhs, strides, padding, dilations, groups, config)
-    if n == 2 or partitioned(lhs, rhs):
+    if n == 2 or config.partitioned:
         spec = (0, n + 1, *range(1, n + 1))
         return _xla_workarounds.conv_general_dilated(
             lhs,
@@ -207,7 +207,7 @@ def filter_grad(
             config=config,
         )
         return out[0]
-    split = partitioned(g, x)
+    split = config.partitioned
     if n > 2 and not split:
         lead = n - 2
         g = _pad_spatial(g, range(1, lead + 1), padding[:lead])

@@ -13,15 +13,21 @@ from jdeconv._shapes import ConvTransposeGeometry
 
 @dataclasses.dataclass(frozen=True)
 class ConvConfig:
-    """Everything static about one call: the geometry and the XLA options.
+    """Everything static about one call of a map, besides its operands.
 
-    Hashable, so that it can be a ``nondiff_argnums`` of a ``custom_vjp``.
+    Attributes:
+      geometry: the checked geometry.
+      precision: passed to XLA's convolutions and dot products.
+      preferred_element_type: the result dtype, or ``None`` for the operands'.
+      partitioned: whether the operands may be split over several devices,
+        so that the lowerings emit forms XLA partitions along any axis (see
+        :func:`jdeconv._lowerings._canonical.partitioned`).
     """
 
     geometry: ConvTransposeGeometry
-    lowering: Lowering
     precision: Any = None
     preferred_element_type: Any = None
+    partitioned: bool = False
 
 
 BilinearMap = Callable[[jax.Array, jax.Array, ConvConfig], jax.Array]

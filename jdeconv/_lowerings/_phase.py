@@ -286,13 +286,13 @@ def _deinterleave(
 
 
 def _depth_to_space(
-    z: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+    z: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...], partitioned: bool
 ) -> jax.Array:
     """``(N, *blocks, G, *phases, C_out / G)`` to the output, in its layout.
 
     Where the arrays may be split over devices, as :func:`_interleave`.
     """
-    if _canonical.partitioned(z):
+    if partitioned:
         return _interleave(z, geometry, axes)
     n = len(axes)
     batch, groups, per_group = z.shape[0], z.shape[n + 1], z.shape[-1]
@@ -311,10 +311,10 @@ def _depth_to_space(
 
 
 def _space_to_depth(
-    g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...]
+    g: jax.Array, geometry: ConvTransposeGeometry, axes: tuple[_Axis, ...], partitioned: bool
 ) -> jax.Array:
     """Adjoint of :func:`_depth_to_space`."""
-    if _canonical.partitioned(g):
+    if partitioned:
         return _deinterleave(g, geometry, axes)
     n, groups = len(axes), geometry.groups
     g = _unpad_spatial(g, geometry, [axis.pad_config for axis in axes])
@@ -327,7 +327,7 @@ def _space_to_depth(
     return g.transpose(0, *(b + 2 for b in blocks), 1, *(b + 3 for b in blocks), 2)
 
 
-def _gradient_part(gz: jax.Array, block: tuple[_Part, ...]) -> jax.Array:
+def _gradient_part(gz: jax.Array, block: tuple[_Part, ...], partitioned: bool) -> jax.Array:
     """One part's phases of the space-to-depth gradient, as rows of channels.
 
     Returns ``(N * prod(blocks), G * phases * C_out / G)``. The input and the
@@ -341,7 +341,7 @@ def _gradient_part(gz: jax.Array, block: tuple[_Part, ...]) -> jax.Array:
         slice(p.position, p.position + p.stop - p.start) for p in block
     )
     part = gz[index]
-    rows = part.shape[: n + 1] if _canonical.partitioned(gz) else (math.prod(part.shape[: n + 1]),)
+    rows = part.shape[: n + 1] if partitioned else (math.prod(part.shape[: n + 1]),)
     return part.reshape(*rows, -1)
 
 
@@ -401,7 +401,7 @@ def transpose_conv(
         return z.reshape(*z.shape[:-1], groups, *phases, per_group)
 
     z = _assemble(part, axes, n + 2, output_order=True)
-    return _depth_to_space(z, geometry, axes)
+    return _depth_to_space(z, geometry, axes, config.partitioned)
 
 
 def forward_conv_strided(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
@@ -446,7 +446,9 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    gz = _space_to_depth(g, geometry, axes)  # (N, *blocks, G, *phases, C_out / G)
+    gz = _space_to_depth(
+        g, geometry, axes, config.partitioned
+    )  # (N, *blocks, G, *phases, C_out / G)
     x = _channels_last(x, geometry)
     x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
     per_group, in_per_group = gz.shape[-1], x.shape[-1]
@@ -484,7 +486,7 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     def part(block: tuple[_Part, ...]) -> jax.Array:
         phases = [p.stop - p.start for p in block]
         counts = [p.lags for p in block]
-        g_part = _gradient_part(gz, block)
+        g_part = _gradient_part(gz, block, config.partitioned)
         lags = [
             correlate(window(shift(lag, block)), g_part)
             for lag in itertools.product(*map(range, counts))
@@ -602,14 +604,16 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    gz = _space_to_depth(g, geometry, axes)  # (N, *blocks, G, *phases, C_out / G)
+    gz = _space_to_depth(
+        g, geometry, axes, config.partitioned
+    )  # (N, *blocks, G, *phases, C_out / G)
     out = None
     for block in itertools.product(*(axis.parts for axis in axes)):
         if not all(p.lags for p in block):
             continue
         kernel = _part_kernel(w, axes, block)  # [*lags, *phases, C_out / G, C_in]
         kernel = kernel.reshape(*kernel.shape[:n], -1, kernel.shape[-1])
-        g_part = _gradient_part(gz, block)
+        g_part = _gradient_part(gz, block, config.partitioned)
         if _overlap_add_wins(block, kernel.shape[-2], kernel.shape[-1], groups):
             x = _correlate_overlap_add(g_part, kernel, block, axes, g.shape[0], config)
         else:

@@ -63,39 +63,79 @@ def positive_integer(function: str, argument: str, value: Any, minimum: int = 1)
 
 
 def integer_tuple(
-    function: str, argument: str, value: Any, length: int, minimum: int | None = None
+    function: str,
+    argument: str,
+    value: Any,
+    length: int,
+    minimum: int | None = None,
+    *,
+    broadcast_one: bool = False,
 ) -> tuple[int, ...]:
     """An int (repeated ``length`` times) or a sequence of ``length`` ints.
 
     Keras' ``normalize_tuple``: ``3`` and ``(3, 3)`` both give ``(3, 3)`` for
-    ``length=2``.
+    ``length=2``. With ``broadcast_one``, a sequence of one int is repeated
+    too, as PyTorch and ``jax.lax`` accept.
 
     >>> integer_tuple("f", "kernel_size", 3, 2)
     (3, 3)
+    >>> integer_tuple("f", "stride", [2], 3, broadcast_one=True)
+    (2, 2, 2)
 
     Raises:
       TypeError: if ``value`` is neither an int nor a sequence of ints.
       ValueError: on a wrong length or an entry below ``minimum``.
     """
+    lengths = f"1 or {length}" if broadcast_one and length != 1 else f"{length}"
+    rule = f"an int or a sequence of {lengths} ints"
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         values: tuple[int, ...] = (int(value),) * length
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != length:
-            raise ValueError(
-                f"{function}: `{argument}` must be an int or a sequence of {length} ints, "
-                f"got {value!r}."
-            )
+    elif _is_sequence(value):
         values = tuple(integer(function, argument, v) for v in value)
+        if broadcast_one and len(values) == 1:
+            values *= length
+        if len(values) != length:
+            raise ValueError(f"{function}: `{argument}` must be {rule}, got {value!r}.")
     else:
-        raise TypeError(
-            f"{function}: `{argument}` must be an int or a sequence of {length} ints, "
-            f"got {describe(value)}."
-        )
+        raise TypeError(f"{function}: `{argument}` must be {rule}, got {describe(value)}.")
     if minimum is not None and any(v < minimum for v in values):
         raise ValueError(
             f"{function}: every entry of `{argument}` must be >= {minimum}, got {value!r}."
         )
     return values
+
+
+def sizes(function: str, argument: str, value: Any, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a non-empty sequence of ints, each ``>= minimum``: spatial sizes.
+
+    >>> sizes("f", "input_size", 5)
+    (5,)
+
+    Raises:
+      TypeError: if ``value`` is neither an int nor a sequence of ints.
+      ValueError: on an empty sequence or an entry below ``minimum``.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        values: tuple[int, ...] = (int(value),)
+    elif _is_sequence(value):
+        values = tuple(integer(function, argument, v) for v in value)
+    else:
+        raise TypeError(
+            f"{function}: `{argument}` must be a sequence of ints, got {describe(value)}."
+        )
+    if not values or any(v < minimum for v in values):
+        raise ValueError(
+            f"{function}: `{argument}` must hold one size >= {minimum} per spatial dimension, "
+            f"got {values}."
+        )
+    return values
+
+
+def _is_sequence(value: Any) -> bool:
+    """A list, tuple or 1-d NumPy array (not a string)."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return True
+    return type(value).__name__ == "ndarray" and getattr(value, "ndim", None) == 1
 
 
 def boolean(function: str, argument: str, value: Any) -> bool:
@@ -137,6 +177,39 @@ def optional_name(function: str, argument: str, value: Any) -> str | None:
     )
 
 
+def array_data(function: str, argument: str, value: Any) -> Any:
+    """``value`` as a NumPy or JAX array, converting only what is neither.
+
+    JAX and NumPy arrays pass through (so a NumPy array stays on the host); a
+    PyTorch tensor becomes a NumPy array (:func:`torch_to_numpy`); anything
+    else goes through ``np.asarray``.
+
+    Raises:
+      TypeError: for ``None`` and anything that is not numeric array data
+        (strings, objects, ragged nests).
+    """
+    import jax
+    import numpy as np
+
+    if isinstance(value, jax.Array):
+        return value
+    if value is None or isinstance(value, str | bytes):
+        raise TypeError(f"{function}: `{argument}` must be an array, got {describe(value)}.")
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return torch_to_numpy(value)
+    if hasattr(value, "__jax_array__"):
+        return value.__jax_array__()
+    try:
+        converted = np.asarray(value)
+        if converted.dtype.kind not in "biufcV":  # V: ml_dtypes' bfloat16 and friends
+            raise TypeError(f"dtype {converted.dtype} is not numeric")
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
+        ) from None
+    return converted
+
+
 def array(function: str, argument: str, value: Any) -> jax.Array:
     """``value`` as a JAX array: arrays pass through, array-likes are converted.
 
@@ -146,21 +219,21 @@ def array(function: str, argument: str, value: Any) -> jax.Array:
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     if isinstance(value, jax.Array):
         return value
-    if value is None or isinstance(value, str | bytes):
-        raise TypeError(f"{function}: `{argument}` must be an array, got {describe(value)}.")
-    try:
-        converted = np.asarray(value) if not hasattr(value, "__jax_array__") else value
-        if isinstance(converted, np.ndarray) and converted.dtype.kind not in "biufc":
-            raise TypeError(f"dtype {converted.dtype} is not numeric")
-        return jnp.asarray(converted)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
-        ) from None
+    return jnp.asarray(array_data(function, argument, value))
+
+
+def torch_to_numpy(tensor: Any) -> Any:
+    """A PyTorch tensor as a NumPy array (``bfloat16`` as ``ml_dtypes.bfloat16``)."""
+    tensor = tensor.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":
+        import jax.numpy as jnp
+        import torch
+
+        return tensor.view(torch.int16).numpy().view(jnp.bfloat16)
+    return tensor.numpy()
 
 
 def floating_array(function: str, argument: str, value: Any) -> jax.Array:
@@ -196,9 +269,10 @@ def floating_dtype(function: str, argument: str, value: Any, *, optional: bool) 
         dtype = None
     if value is None or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
         allowed = "None or " if optional else ""
+        received = describe(value) if value is None or dtype is None else str(dtype)
         raise TypeError(
             f"{function}: `{argument}` must be {allowed}a floating-point dtype (float16, "
-            f"bfloat16, float32 or float64), got {describe(value)}."
+            f"bfloat16, float32 or float64), got {received}."
         )
     return dtype
 

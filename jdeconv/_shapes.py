@@ -67,7 +67,7 @@ class ConvTransposeGeometry:
     @property
     def effective_kernel_size(self) -> tuple[int, ...]:
         """``(k - 1) * d + 1`` per spatial dimension."""
-        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilations))
+        return tuple(map(effective_kernel_size, self.kernel_size, self.dilations))
 
     @property
     def lhs_dilated_padding(self) -> tuple[tuple[int, int], ...]:
@@ -80,6 +80,15 @@ class ConvTransposeGeometry:
             (k_eff - 1 - before, k_eff - 1 - after)
             for k_eff, (before, after) in zip(self.effective_kernel_size, self.padding)
         )
+
+
+def effective_kernel_size(kernel_size: int, dilation: int) -> int:
+    """``k_eff = (k - 1) * d + 1``: the span of a dilated kernel, for one dimension.
+
+    >>> effective_kernel_size(3, 2)
+    5
+    """
+    return (kernel_size - 1) * dilation + 1
 
 
 def normalize_data_format(function: str, data_format: str | None, num_spatial: int) -> bool:
@@ -316,7 +325,7 @@ def accepted_output_sizes(
     >>> accepted_output_sizes(4, 3, 2, 1, "VALID")
     range(9, 11)
     """
-    k_eff = (kernel_size - 1) * dilation + 1
+    k_eff = effective_kernel_size(kernel_size, dilation)
     if isinstance(padding, str):
         reach = 1 if padding == "SAME" else k_eff
         low = (input_size - 1) * stride + reach
@@ -347,7 +356,7 @@ def forward_padding(
     >>> forward_padding(4, 7, 3, 2, 1, "SAME")
     (1, 1)
     """
-    k_eff = (kernel_size - 1) * dilation + 1
+    k_eff = effective_kernel_size(kernel_size, dilation)
     if isinstance(padding, str):
         need = max(0, (input_size - 1) * stride + k_eff - output_size)
         before = need // 2 if padding == "SAME" else 0
@@ -454,7 +463,7 @@ def deconv_output_length(
         raise ValueError(
             f"deconv_output_length: `padding` must be 'SAME' or 'VALID', got {padding!r}."
         )
-    k_eff = (kernel_size - 1) * dilation + 1
+    k_eff = effective_kernel_size(kernel_size, dilation)
     if output_padding is None:
         if padding == "SAME":
             return input_size * stride

@@ -66,7 +66,7 @@ BAD = [
     (
         dict(preferred_element_type=jnp.int32),
         TypeError,
-        r"`preferred_element_type` must be None or a floating-point dtype .* got _ScalarMeta <class 'jax.numpy.int32'>\.$",
+        r"`preferred_element_type` must be None or a floating-point dtype .* got int32\.$",
     ),
     (
         dict(

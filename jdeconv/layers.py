@@ -31,25 +31,20 @@ The layer classes are re-exported here too, as in ``tf.compat.v1.layers``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
 from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-from flax.core.scope import Scope
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
 
-from jdeconv._layers import _config
+from jdeconv import _checks
+from jdeconv._layers import _config, _flax_internals
 from jdeconv._layers.linen import (
-    Activation,
-    Constraint,
     Conv1DTranspose,
     Conv2DTranspose,
     Conv3DTranspose,
     FunctionalConvTranspose,
-    Initializer,
-    Regularizer,
 )
 
 __all__ = [
@@ -61,8 +56,6 @@ __all__ = [
     "conv2d_transpose",
     "conv3d_transpose",
 ]
-
-IntOrSequence = int | Sequence[int]
 
 
 class _AutoReuse:
@@ -88,31 +81,21 @@ class _AutoReuse:
 AUTO_REUSE = _AutoReuse()
 
 
-def _current_module(function: str) -> tuple[nn.Module, Scope]:
-    """The linen module whose ``@nn.compact`` method is running, and its scope."""
-    # Flax keeps the module whose method is running on this stack (its own
-    # partitioning helpers read it the same way); there is no public accessor.
-    context = getattr(nn.module, "_context", None)
-    stack = getattr(context, "module_stack", None)
-    if stack is None:  # pragma: no cover - depends on flax internals
-        raise RuntimeError(
-            f"{function}: this version of flax does not expose the current module; "
-            f"use the layer classes (e.g. jdeconv.Conv2DTranspose) as submodules instead."
-        )
-    parent = stack[-1] if stack else None
+def _calling_module(function: str) -> nn.Module:
+    """The linen module whose ``@nn.compact`` method is running."""
+    parent = _flax_internals.running_linen_module()
     if parent is None:
         raise ValueError(
             f"{function}: must be called inside a flax.linen Module method decorated "
             f"with @nn.compact, where it creates its layer as a submodule; outside a "
             f"module, use the layer class (e.g. jdeconv.Conv2DTranspose) instead."
         )
-    scope = parent.scope
-    if not parent._state.in_compact_method or scope is None:
+    if parent.scope is None or not _flax_internals.in_compact_method(parent):
         raise ValueError(
             f"{function}: must be called inside a method decorated with @nn.compact, "
             f"but {type(parent).__name__} is running a method that is not."
         )
-    return parent, scope
+    return parent
 
 
 def _where(parent: nn.Module) -> str:
@@ -120,39 +103,61 @@ def _where(parent: nn.Module) -> str:
     return f"{type(parent).__name__} ({path or 'the top-level module'})"
 
 
+#: The functional layers' signature: TensorFlow's, from the layer arguments.
+SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter(
+            "inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike"
+        ),
+        *_config.parameters(tf1_positional=True),
+        inspect.Parameter(
+            "name", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="str | None"
+        ),
+        inspect.Parameter(
+            "reuse", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any"
+        ),
+        *_config.parameters(tf1_positional=False, keyword_only=True),
+    ],
+    return_annotation="jax.Array",
+)
+
+_OTHER_ARGS = {
+    "inputs": "``(batch, *spatial, channels)``, or ``(batch, channels, *spatial)`` for "
+    '``data_format="channels_first"``.',
+    "name": "the layer's name; ``None`` names it as TensorFlow does.",
+    "reuse": "``True`` or :data:`AUTO_REUSE` to share the variables of the earlier layer "
+    "of that name.",
+}
+
+
 def _apply(
-    function: str,
-    num_spatial: int,
-    inputs: ArrayLike,
-    name: str | None,
-    reuse: Any,
-    arguments: dict[str, Any],
+    function: str, num_spatial: int, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> jax.Array:
-    parent, scope = _current_module(function)
-    config = _config.resolve(
-        function, num_spatial, **{k: arguments[k] for k in _config.field_names()}
-    )
+    """Binds a functional layer's call, then creates or reuses its submodule."""
+    values = _config.bind(function, SIGNATURE, args, kwargs)
+    inputs, name, reuse = values.pop("inputs"), values.pop("name"), values.pop("reuse")
+    parent = _calling_module(function)
+    config = _config.resolve(function, num_spatial, values)
     if not (reuse is None or isinstance(reuse, bool) or reuse is AUTO_REUSE):
         raise TypeError(
             f"{function}: `reuse` must be None, True, False or "
             f"jdeconv.layers.AUTO_REUSE, got {reuse!r}."
         )
+    name = _checks.optional_name(function, "name", name)
     if name is None:
         name, suffix = function, 0
-        while scope.name_reserved(name):
+        while _flax_internals.name_reserved(parent, name):
             suffix += 1
             name = f"{function}_{suffix}"
-    elif not isinstance(name, str) or not name:
-        raise TypeError(f"{function}: `name` must be a non-empty string or None, got {name!r}.")
 
-    if scope.name_reserved(name):
+    if _flax_internals.name_reserved(parent, name):
         if not reuse:
             raise ValueError(
                 f"{function}: a layer named {name!r} already exists in {_where(parent)}. "
                 f"Pass reuse=True or reuse=jdeconv.layers.AUTO_REUSE to share its "
                 f"variables, or choose another name."
             )
-        layer = parent._state.children.get(name)
+        layer = _flax_internals.child(parent, name)
         if not isinstance(layer, FunctionalConvTranspose):
             raise ValueError(
                 f"{function}: the name {name!r} in {_where(parent)} belongs to "
@@ -170,38 +175,7 @@ def _apply(
 
 
 _ARGS_DOC = """
-    Args:
-      inputs: ``(batch, *spatial, channels)``, or ``(batch, channels, *spatial)``
-        for ``data_format="channels_first"``.
-      filters: the number of output channels.
-      kernel_size: an int, or one int per spatial dimension.
-      strides: an int, or one int per spatial dimension.
-      padding: ``"valid"`` or ``"same"``, in any case.
-      data_format: ``"channels_last"`` or ``"channels_first"``.
-      activation: ``None``, a callable or a Keras activation name.
-      use_bias: whether to add a bias.
-      kernel_initializer: a Flax initializer or a Keras name; ``None`` means
-        glorot uniform.
-      bias_initializer: likewise; default zeros.
-      kernel_regularizer: a callable penalty or ``"l1"``, ``"l2"``,
-        ``"l1_l2"``, sown into the ``"losses"`` collection.
-      bias_regularizer: likewise, for the bias.
-      activity_regularizer: likewise, for the output (divided by the batch
-        size, as in Keras).
-      kernel_constraint: a callable projection or a Keras name, applied after
-        each optimizer step by :func:`jdeconv.apply_constraints`.
-      bias_constraint: likewise, for the bias.
-      trainable: ``False`` keeps the variables in ``"frozen_params"``.
-      name: the layer's name; ``None`` names it as TensorFlow does.
-      reuse: ``True`` or :data:`AUTO_REUSE` to share the variables of the
-        earlier layer of that name.
-      output_padding: as in Keras' layer (keyword only).
-      dilation_rate: as in Keras' layer (keyword only).
-      groups: feature groups (keyword only).
-      method: the op's lowering (keyword only).
-      dtype: the computation dtype (keyword only).
-      param_dtype: the variables' dtype (keyword only).
-      precision: passed to the op (keyword only).
+    {{arguments}}
 
     Returns:
       The layer's output, as from :class:`jdeconv.{cls}`.
@@ -213,34 +187,7 @@ _ARGS_DOC = """
 """
 
 
-def conv1d_transpose(
-    inputs: ArrayLike,
-    filters: int,
-    kernel_size: IntOrSequence,
-    strides: IntOrSequence = 1,
-    padding: str = "valid",
-    data_format: str | None = "channels_last",
-    activation: Activation = None,
-    use_bias: bool = True,
-    kernel_initializer: Initializer = None,
-    bias_initializer: Initializer = "zeros",
-    kernel_regularizer: Regularizer = None,
-    bias_regularizer: Regularizer = None,
-    activity_regularizer: Regularizer = None,
-    kernel_constraint: Constraint = None,
-    bias_constraint: Constraint = None,
-    trainable: bool = True,
-    name: str | None = None,
-    reuse: Any = None,
-    *,
-    output_padding: IntOrSequence | None = None,
-    dilation_rate: IntOrSequence = 1,
-    groups: int = 1,
-    method: str = "auto",
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
-) -> jax.Array:
+def conv1d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
     """Functional 1-d transposed convolution layer, in the style of ``tf.compat.v1.layers``.
 
     {args}
@@ -255,37 +202,10 @@ def conv1d_transpose(
       >>> list(variables["params"])
       ['conv1d_transpose']
     """
-    return _apply("conv1d_transpose", 1, inputs, name, reuse, locals())
+    return _apply("conv1d_transpose", 1, (inputs, *args), kwargs)
 
 
-def conv2d_transpose(
-    inputs: ArrayLike,
-    filters: int,
-    kernel_size: IntOrSequence,
-    strides: IntOrSequence = (1, 1),
-    padding: str = "valid",
-    data_format: str | None = "channels_last",
-    activation: Activation = None,
-    use_bias: bool = True,
-    kernel_initializer: Initializer = None,
-    bias_initializer: Initializer = "zeros",
-    kernel_regularizer: Regularizer = None,
-    bias_regularizer: Regularizer = None,
-    activity_regularizer: Regularizer = None,
-    kernel_constraint: Constraint = None,
-    bias_constraint: Constraint = None,
-    trainable: bool = True,
-    name: str | None = None,
-    reuse: Any = None,
-    *,
-    output_padding: IntOrSequence | None = None,
-    dilation_rate: IntOrSequence = 1,
-    groups: int = 1,
-    method: str = "auto",
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
-) -> jax.Array:
+def conv2d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
     """Functional 2-d transposed convolution layer, as ``tf.compat.v1.layers.conv2d_transpose``.
 
     {args}
@@ -306,37 +226,10 @@ def conv2d_transpose(
       >>> Decoder().apply(variables, jnp.ones((1, 4, 4, 16))).shape
       (1, 18, 18, 3)
     """
-    return _apply("conv2d_transpose", 2, inputs, name, reuse, locals())
+    return _apply("conv2d_transpose", 2, (inputs, *args), kwargs)
 
 
-def conv3d_transpose(
-    inputs: ArrayLike,
-    filters: int,
-    kernel_size: IntOrSequence,
-    strides: IntOrSequence = (1, 1, 1),
-    padding: str = "valid",
-    data_format: str | None = "channels_last",
-    activation: Activation = None,
-    use_bias: bool = True,
-    kernel_initializer: Initializer = None,
-    bias_initializer: Initializer = "zeros",
-    kernel_regularizer: Regularizer = None,
-    bias_regularizer: Regularizer = None,
-    activity_regularizer: Regularizer = None,
-    kernel_constraint: Constraint = None,
-    bias_constraint: Constraint = None,
-    trainable: bool = True,
-    name: str | None = None,
-    reuse: Any = None,
-    *,
-    output_padding: IntOrSequence | None = None,
-    dilation_rate: IntOrSequence = 1,
-    groups: int = 1,
-    method: str = "auto",
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    precision: jax.lax.PrecisionLike = None,
-) -> jax.Array:
+def conv3d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
     """Functional 3-d transposed convolution layer, as ``tf.compat.v1.layers.conv3d_transpose``.
 
     {args}
@@ -350,7 +243,7 @@ def conv3d_transpose(
       >>> Up().init_with_output(jax.random.key(0), jnp.ones((1, 3, 3, 3, 4)))[0].shape
       (1, 6, 6, 6, 2)
     """
-    return _apply("conv3d_transpose", 3, inputs, name, reuse, locals())
+    return _apply("conv3d_transpose", 3, (inputs, *args), kwargs)
 
 
 for _function, _cls in (
@@ -358,4 +251,8 @@ for _function, _cls in (
     (conv2d_transpose, "Conv2DTranspose"),
     (conv3d_transpose, "Conv3DTranspose"),
 ):
-    _function.__doc__ = (_function.__doc__ or "").replace("{args}", _ARGS_DOC.format(cls=_cls))
+    _function.__signature__ = SIGNATURE  # type: ignore[attr-defined]
+    _function.__doc__ = (_function.__doc__ or "").replace(
+        "    {args}\n", _ARGS_DOC.format(cls=_cls).lstrip("\n")
+    )
+    _config.document(_function, "arguments", "Args", SIGNATURE, _OTHER_ARGS)

@@ -170,8 +170,9 @@ def test_name_errors():
 
     with pytest.raises(
         ValueError,
-        match=r"conv2d_transpose: a layer named 'deconv' already exists in Model "
-        r"\(the top-level module\)\. Pass reuse=True",
+        match=r"(?m)^conv2d_transpose: a layer named 'deconv' already exists in Model "
+        r"\(the top-level module\)\. Pass reuse=True or reuse=jdeconv\.layers\.AUTO_REUSE to "
+        r"share its variables, or choose another name\.$",
     ):
         _init(duplicate)
 
@@ -179,7 +180,10 @@ def test_name_errors():
         return layers.conv2d_transpose(x, 3, 3, name="deconv", reuse=True)
 
     with pytest.raises(
-        ValueError, match=r"conv2d_transpose: reuse=True, but no layer named 'deconv' exists"
+        ValueError,
+        match=r"(?m)^conv2d_transpose: reuse=True, but no layer named 'deconv' exists in Model "
+        r"\(the top-level module\) yet\. Create it first \(reuse=None\), or pass "
+        r"reuse=jdeconv\.layers\.AUTO_REUSE\.$",
     ):
         _init(reuse_missing)
 
@@ -187,25 +191,38 @@ def test_name_errors():
         nn.Dense(3, name="dense")(x)
         return layers.conv2d_transpose(x, 3, 3, name="dense", reuse=True)
 
-    with pytest.raises(ValueError, match=r"the name 'dense' .* belongs to Dense, not to a layer"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)^conv2d_transpose: the name 'dense' in Model \(the top-level module\) "
+        r"belongs to Dense, not to a layer of jdeconv\.layers, so it cannot be reused\.$",
+    ):
         _init(reuse_other)
 
     def bad_reuse(x):
         return layers.conv2d_transpose(x, 3, 3, reuse="yes")
 
-    with pytest.raises(TypeError, match=r"conv2d_transpose: `reuse` must be None, True, False"):
+    with pytest.raises(
+        TypeError,
+        match=r"(?m)^conv2d_transpose: `reuse` must be None, True, False or "
+        r"jdeconv\.layers\.AUTO_REUSE, got 'yes'\.$",
+    ):
         _init(bad_reuse)
 
-    def bad_name(x):
-        return layers.conv2d_transpose(x, 3, 3, name=3)
-
-    with pytest.raises(TypeError, match=r"conv2d_transpose: `name` must be a non-empty string"):
-        _init(bad_name)
+    for name, shown in ((3, "int 3"), ("", "str ''"), (5.0, "float 5.0")):
+        with pytest.raises(
+            TypeError,
+            match=rf"(?m)^conv2d_transpose: `name` must be a non-empty string or None, "
+            rf"got {shown}\.$",
+        ):
+            _init(lambda x, name=name: layers.conv2d_transpose(x, 3, 3, name=name))
 
 
 def test_outside_a_module_is_an_error():
     with pytest.raises(
-        ValueError, match=r"conv2d_transpose: must be called inside a flax.linen Module method"
+        ValueError,
+        match=r"^conv2d_transpose: must be called inside a flax\.linen Module method decorated "
+        r"with @nn\.compact, where it creates its layer as a submodule; outside a module, use "
+        r"the layer class \(e\.g\. jdeconv\.Conv2DTranspose\) instead\.$",
     ):
         layers.conv2d_transpose(X, 3, 3)
 
@@ -217,11 +234,60 @@ def test_outside_a_module_is_an_error():
             return layers.conv3d_transpose(x, 3, 3)
 
     with pytest.raises(
-        ValueError, match=r"conv3d_transpose: must be called inside a method decorated with @nn"
+        ValueError,
+        match=r"(?m)^conv3d_transpose: must be called inside a method decorated with "
+        r"@nn\.compact, but Setup is running a method that is not\.$",
     ):
         Setup().init(jax.random.key(0), X[..., None, :])
 
 
-def test_argument_errors_name_the_function():
-    with pytest.raises(ValueError, match=r"conv1d_transpose: `padding` must be 'same' or 'valid'"):
-        _init(lambda x: layers.conv1d_transpose(x[:, 0], 3, 3, padding="full"))
+FLOATING = r"a floating-point dtype \(float16, bfloat16, float32 or float64\)"
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (
+            lambda x: layers.conv1d_transpose(x[:, 0], 3, 3, padding="full"),
+            ValueError,
+            r"conv1d_transpose: `padding` must be 'same' or 'valid', got 'full'\.",
+        ),
+        (
+            lambda x: layers.conv2d_transpose(x, 3, 3, dtype=jnp.int32),
+            TypeError,
+            rf"conv2d_transpose: `dtype` must be None or {FLOATING}, got int32\.",
+        ),
+        (
+            lambda x: layers.conv2d_transpose(x, 3, 3, param_dtype="int8"),
+            TypeError,
+            rf"conv2d_transpose: `param_dtype` must be {FLOATING}, got int8\.",
+        ),
+        (
+            lambda x: layers.conv2d_transpose(x, 3, 3, precision="fastest?"),
+            ValueError,
+            r"conv2d_transpose: `precision` must be None, a jax\.lax\.Precision or its name "
+            r"\('default', 'high', 'highest'\), a pair of those, or a jax\.lax\.DotAlgorithm or "
+            r"DotAlgorithmPreset, got str 'fastest\?'\.",
+        ),
+        (
+            lambda x: layers.conv2d_transpose(x, 3),
+            TypeError,
+            r"conv2d_transpose: missing a required argument: 'kernel_size'\.",
+        ),
+        (
+            lambda x: layers.conv2d_transpose(x, 3, 3, strides_=2),
+            TypeError,
+            r"conv2d_transpose: got an unexpected keyword argument 'strides_'\.",
+        ),
+        (
+            # TensorFlow's order: the arguments after `reuse` are keyword-only.
+            lambda x: layers.conv2d_transpose(x, 3, 3, 1, "valid", *[None] * 14),
+            TypeError,
+            r"conv2d_transpose: too many positional arguments\.",
+        ),
+    ],
+    ids=["padding", "dtype", "param_dtype", "precision", "missing", "unknown", "positional"],
+)
+def test_argument_errors_name_the_function(call, error, message):
+    with pytest.raises(error, match=rf"(?m)^{message}$"):
+        _init(call)

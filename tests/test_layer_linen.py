@@ -128,49 +128,109 @@ def test_transforms():
     assert second.shape == x.shape and bool(jnp.isfinite(second).all())
 
 
+ACTIVATION_NAMES = (
+    r"\('linear', 'relu', 'relu6', 'leaky_relu', 'elu', 'selu', 'gelu', 'sigmoid', "
+    r"'hard_sigmoid', 'tanh', 'softmax', 'softplus', 'softsign', 'swish', 'silu', 'mish', "
+    r"'exponential'\)"
+)
+FLOATING = r"a floating-point dtype \(float16, bfloat16, float32 or float64\)"
+PRECISIONS = (
+    r"None, a jax.lax.Precision or its name \('default', 'high', 'highest'\), a pair of "
+    r"those, or a jax.lax.DotAlgorithm or DotAlgorithmPreset"
+)
+
+# Whole messages: (arguments, error, message after "Conv2DTranspose: ").
 ERRORS = [
-    (dict(filters=0), ValueError, r"Conv2DTranspose: `filters` must be a positive int, got 0"),
-    (dict(filters=2.0), TypeError, r"Conv2DTranspose: `filters` must be an int, got float 2.0"),
-    (dict(groups=0), ValueError, r"Conv2DTranspose: `groups` must be a positive int, got 0"),
-    (dict(kernel_size=(3, 3, 3)), ValueError, r"`kernel_size` must be an int or a sequence of 2"),
+    (dict(filters=0), ValueError, r"`filters` must be >= 1, got 0\."),
+    (dict(filters=2.0), TypeError, r"`filters` must hold integers, got float 2\.0\."),
+    (dict(groups=0), ValueError, r"`groups` must be >= 1, got 0\."),
+    (
+        dict(kernel_size=(3, 3, 3)),
+        ValueError,
+        r"`kernel_size` must be an int or a sequence of 2 ints, got \(3, 3, 3\)\.",
+    ),
     (
         dict(kernel_size="3"),
         TypeError,
-        r"`kernel_size` must be an int or a sequence of 2 ints, got str",
+        r"`kernel_size` must be an int or a sequence of 2 ints, got str '3'\.",
     ),
-    (dict(strides=0), ValueError, r"every entry of `strides` must be >= 1, got 0"),
-    (dict(padding="causal"), ValueError, r"`padding` must be 'same' or 'valid', got 'causal'"),
+    (dict(strides=0), ValueError, r"every entry of `strides` must be >= 1, got 0\."),
+    (dict(padding="causal"), ValueError, r"`padding` must be 'same' or 'valid', got 'causal'\."),
     (
         dict(data_format="NHWC"),
         ValueError,
-        r"`data_format` must be 'channels_last' or 'channels_first'",
+        r"`data_format` must be 'channels_last' or 'channels_first', got 'NHWC'\.",
     ),
     (
         dict(output_padding=2, strides=2),
         ValueError,
-        r"every `output_padding` must be smaller than its stride",
+        r"every `output_padding` must be smaller than its stride, got output_padding=\(2, 2\) "
+        r"and strides=\(2, 2\)\.",
     ),
-    (dict(dilation_rate=(1, 0)), ValueError, r"every entry of `dilation_rate` must be >= 1"),
-    (dict(groups=4), ValueError, r"`filters` \(6\) must be divisible by groups=4"),
-    (dict(method="fft"), ValueError, r"`method` must be one of \('auto'"),
-    (dict(activation="swishy"), ValueError, r"`activation` must be a callable or one of"),
-    (dict(activation=3), TypeError, r"`activation` must be None, a callable or a Keras"),
+    (
+        dict(dilation_rate=(1, 0)),
+        ValueError,
+        r"every entry of `dilation_rate` must be >= 1, got \(1, 0\)\.",
+    ),
+    (dict(groups=4), ValueError, r"`filters` \(6\) must be divisible by groups=4\."),
+    (
+        dict(method="fft"),
+        ValueError,
+        r"`method` must be one of \('auto', 'lhs_dilation', 'phase', 'phase_matmul'\), "
+        r"got 'fft'\.",
+    ),
+    (
+        dict(activation="swishy"),
+        ValueError,
+        rf"`activation` must be a callable or one of {ACTIVATION_NAMES}, got 'swishy'\.",
+    ),
+    (
+        dict(activation=3),
+        TypeError,
+        rf"`activation` must be None, a callable activation\(x\) or one of {ACTIVATION_NAMES}, "
+        r"got int 3\.",
+    ),
     (
         dict(kernel_initializer="glorot"),
         ValueError,
-        r"`kernel_initializer` must be a Flax initializer",
+        r"`kernel_initializer` must be a Flax initializer or one of \('glorot_uniform', .*\), "
+        r"got 'glorot'\.",
     ),
-    (dict(use_bias=1), TypeError, r"`use_bias` must be True or False, got 1"),
-    (dict(trainable="no"), TypeError, r"`trainable` must be True or False"),
+    (dict(use_bias=1), TypeError, r"`use_bias` must be True or False, got int 1\."),
+    (dict(trainable="no"), TypeError, r"`trainable` must be True or False, got str 'no'\."),
+    (dict(dtype=jnp.int32), TypeError, rf"`dtype` must be None or {FLOATING}, got int32\."),
+    (dict(dtype="bogus"), TypeError, rf"`dtype` must be None or {FLOATING}, got str 'bogus'\."),
+    (dict(param_dtype=None), TypeError, rf"`param_dtype` must be {FLOATING}, got NoneType None\."),
+    (dict(param_dtype=jnp.int8), TypeError, rf"`param_dtype` must be {FLOATING}, got int8\."),
+    (dict(precision="fast"), ValueError, rf"`precision` must be {PRECISIONS}, got str 'fast'\."),
+    (dict(precision=3), ValueError, rf"`precision` must be {PRECISIONS}, got int 3\."),
+    (
+        dict(kernel_initializer="icnr", dilation_rate=2),
+        ValueError,
+        r"kernel_initializer='icnr' needs dilation_rate 1, got \(2, 2\)\.",
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, match", ERRORS, ids=lambda v: str(v)[:40])
-def test_argument_errors(kwargs, error, match):
+@pytest.mark.parametrize("kwargs, error, message", ERRORS, ids=lambda v: str(v)[:40])
+def test_argument_errors(kwargs, error, message):
     arguments = {"filters": 6, "kernel_size": 3, **kwargs}
     layer = jdeconv.Conv2DTranspose(**arguments)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=rf"(?m)^Conv2DTranspose: {message}$"):
         layer.init(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
+
+
+def test_argument_errors_come_before_any_lowering(monkeypatch):
+    """A bad dtype, param_dtype or precision is refused before the op runs."""
+
+    def op_must_not_run(*args, **kwargs):
+        raise AssertionError("the op ran")
+
+    monkeypatch.setattr(jdeconv._op, "apply", op_must_not_run)
+    x = jnp.ones((1, 4, 4, 2))
+    for kwargs in (dict(dtype=jnp.int32), dict(param_dtype=jnp.int8), dict(precision="fast")):
+        with pytest.raises((TypeError, ValueError), match=r"^Conv2DTranspose: `"):
+            jdeconv.Conv2DTranspose(6, 3, **kwargs).init(jax.random.key(0), x)
 
 
 def test_input_and_weight_errors():
@@ -339,13 +399,12 @@ def test_precision_groups_and_method_reach_the_op():
     )
     x = jnp.ones((1, 4, 4, 2))
     variables = jax.eval_shape(layer.init, jax.random.key(0), x)
-    jaxpr = str(jax.make_jaxpr(layer.apply)(variables, x))
-    assert "precision=(Precision.HIGHEST, Precision.HIGHEST)" in jaxpr
-    assert "feature_group_count=2" in jaxpr
-    assert "lhs_dilation=(2, 2)" in jaxpr
-    default = str(
-        jax.make_jaxpr(jdeconv.Conv2DTranspose(4, 3, 2).apply)(
-            jax.eval_shape(jdeconv.Conv2DTranspose(4, 3, 2).init, jax.random.key(0), x), x
-        )
+    text = jax.jit(layer.apply).lower(variables, x).as_text()
+    assert (
+        "precision_config = [#stablehlo<precision HIGHEST>, #stablehlo<precision HIGHEST>]" in text
     )
-    assert "Precision.HIGHEST" not in default
+    assert "feature_group_count = 2" in text
+    assert "lhs_dilate = [2, 2]" in text
+    default = jdeconv.Conv2DTranspose(4, 3, 2)
+    variables = jax.eval_shape(default.init, jax.random.key(0), x)
+    assert "HIGHEST" not in jax.jit(default.apply).lower(variables, x).as_text()

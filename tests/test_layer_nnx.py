@@ -87,19 +87,50 @@ def test_trainable_false_holds_across_nnx_optimizer_steps():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"Conv2DTranspose: the 3 input channels of `in_features`"):
-        jdeconv.nnx.Conv2DTranspose(3, 4, 3, groups=2, rngs=nnx.Rngs(0))
     with pytest.raises(
         ValueError,
-        match=r"Conv2DTranspose: the channel count of `in_features` must be a positive int",
+        match=r"^Conv2DTranspose: the 3 input channels of `in_features` must be divisible by "
+        r"groups=2\.$",
     ):
+        jdeconv.nnx.Conv2DTranspose(3, 4, 3, groups=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^Conv2DTranspose: `in_features` must be >= 1, got 0\.$"):
         jdeconv.nnx.Conv2DTranspose(0, 4, 3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"Conv1DTranspose: `padding` must be 'same' or 'valid'"):
+    with pytest.raises(
+        ValueError, match=r"^Conv1DTranspose: `padding` must be 'same' or 'valid', got 'full'\.$"
+    ):
         jdeconv.nnx.Conv1DTranspose(3, 4, 3, padding="full", rngs=nnx.Rngs(0))
+    floating = r"a floating-point dtype \(float16, bfloat16, float32 or float64\)"
+    with pytest.raises(
+        TypeError, match=rf"^Conv2DTranspose: `dtype` must be None or {floating}, got int32\.$"
+    ):
+        jdeconv.nnx.Conv2DTranspose(3, 4, 3, dtype=jnp.int32, rngs=nnx.Rngs(0))
+    with pytest.raises(
+        TypeError,
+        match=rf"^Conv2DTranspose: `param_dtype` must be {floating}, got NoneType None\.$",
+    ):
+        jdeconv.nnx.Conv2DTranspose(3, 4, 3, param_dtype=None, rngs=nnx.Rngs(0))
+    with pytest.raises(
+        ValueError, match=r"^Conv2DTranspose: `precision` must be None, .* got str 'low'\.$"
+    ):
+        jdeconv.nnx.Conv2DTranspose(3, 4, 3, precision="low", rngs=nnx.Rngs(0))
+    with pytest.raises(
+        TypeError, match=r"^Conv2DTranspose: missing a required argument: 'rngs'\.$"
+    ):
+        jdeconv.nnx.Conv2DTranspose(3, 4, 3)
+    with pytest.raises(
+        TypeError, match=r"^Conv3DTranspose: got an unexpected keyword argument 'stride'\.$"
+    ):
+        jdeconv.nnx.Conv3DTranspose(3, 4, 3, stride=2, rngs=nnx.Rngs(0))
     layer = jdeconv.nnx.Conv2DTranspose(3, 4, 3, rngs=nnx.Rngs(0))
     with pytest.raises(
-        ValueError, match=r"`inputs` has 2 channels, but the layer was built with in_features=3"
+        ValueError,
+        match=r"^Conv2DTranspose: `inputs` has 2 channels, but the layer was built with "
+        r"in_features=3; input shape \(1, 4, 4, 2\)\.$",
     ):
         layer(jnp.ones((1, 4, 4, 2)))
-    with pytest.raises(ValueError, match=r"Conv2DTranspose: `inputs` must have 4 dimensions"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Conv2DTranspose: `inputs` must have 4 dimensions \(batch, \*spatial, "
+        r"channels\), got shape \(4, 4, 3\)\.$",
+    ):
         layer(jnp.ones((4, 4, 3)))

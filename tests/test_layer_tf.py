@@ -14,11 +14,11 @@ from __future__ import annotations
 import random
 import warnings
 
+import cases
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import cases
 import reference
 
 import jdeconv
@@ -184,13 +184,13 @@ def test_sample_covers_every_argument():
     assert len({c["activation"] for c in sample}) >= 4
 
 
-@pytest.mark.parametrize("name", sorted(jdeconv._layers._config.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(jdeconv._layers._activations.ACTIVATIONS))
 def test_named_activations_match_keras(tf, name):
     import tf_keras
 
     x = np.linspace(-4, 4, 41, dtype=np.float32).reshape(1, 41)
     keras_fn = tf_keras.activations.get(name)
-    ours = jdeconv._layers._config.ACTIVATIONS[name]
+    ours = jdeconv._layers._activations.ACTIVATIONS[name]
     got = np.asarray(x if ours is None else ours(jnp.asarray(x)))
     np.testing.assert_allclose(got, keras_fn(tf.constant(x)).numpy(), rtol=1e-5, atol=1e-6)
 

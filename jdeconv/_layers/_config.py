@@ -1,111 +1,372 @@
-"""Argument resolution and the forward computation shared by every layer API.
+"""The layer arguments: declared once, then documented, bound and checked.
 
-The linen modules, the NNX modules and the functional API all turn their
-TF/Keras-style arguments into one :class:`LayerConfig` with :func:`resolve`,
-and compute their output with :func:`forward`, their weight penalties with
-:func:`weight_losses` and their activity penalty with :func:`activity_loss`.
-Only the storage of variables and losses differs between them.
+:class:`LayerArguments` is the one declaration of the arguments that every
+layer front end takes: the linen modules, the NNX modules and the functional
+layers of :mod:`jdeconv.layers`. Each field carries the argument's default, its
+type as users spell it, a line of documentation and the checker that turns a
+user's value into its canonical form. Everything else follows from the fields:
+
+- the linen modules inherit them as their dataclass fields;
+- :func:`parameters` gives the NNX constructor's and the functional API's
+  signatures, and :func:`bind` binds a call to them;
+- :func:`document` writes their documentation;
+- :func:`resolve` checks a layer's values into a :class:`LayerConfig`.
+
+Adding an argument is one field here, plus the code that uses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
+import inspect
+import textwrap
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax.linen.dtypes import promote_dtype
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import DTypeLike
 
-from jdeconv import _shapes, constraints, initializers, regularizers
+from jdeconv import _checks, _shapes, constraints, initializers, regularizers
+from jdeconv._layers import _activations
 from jdeconv._lowerings import METHODS
-from jdeconv._op import conv_transpose
 
 #: The linen collection (and the meaning of the NNX variable type) that holds
 #: the variables of a layer built with ``trainable=False``.
 FROZEN_COLLECTION = "frozen_params"
-#: The linen collection the layers sow their regularization penalties into.
-LOSSES_COLLECTION = "losses"
 
-Activation = Callable[[jax.Array], jax.Array]
-
-
-def _keras_hard_sigmoid(x: jax.Array) -> jax.Array:
-    # tf_keras: clip(0.2 * x + 0.5, 0, 1), not jax.nn.hard_sigmoid.
-    return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def _keras_gelu(x: jax.Array) -> jax.Array:
-    # tf_keras' gelu is exact by default; jax.nn.gelu approximates by default.
-    return jax.nn.gelu(x, approximate=False)
-
-
-def _keras_leaky_relu(x: jax.Array) -> jax.Array:
-    # tf.nn.leaky_relu's default slope is 0.2 (jax.nn.leaky_relu's is 0.01).
-    return jax.nn.leaky_relu(x, negative_slope=0.2)
-
-
-#: Keras activation names and their JAX equivalents (``"linear"``: none).
-ACTIVATIONS: Mapping[str, Activation | None] = {
-    "linear": None,
-    "relu": jax.nn.relu,
-    "relu6": jax.nn.relu6,
-    "leaky_relu": _keras_leaky_relu,
-    "elu": jax.nn.elu,
-    "selu": jax.nn.selu,
-    "gelu": _keras_gelu,
-    "sigmoid": jax.nn.sigmoid,
-    "hard_sigmoid": _keras_hard_sigmoid,
-    "tanh": jnp.tanh,
-    "softmax": jax.nn.softmax,
-    "softplus": jax.nn.softplus,
-    "softsign": jax.nn.soft_sign,
-    "swish": jax.nn.silu,
-    "silu": jax.nn.silu,
-    "mish": jax.nn.mish,
-    "exponential": jnp.exp,
-}
+# The types of the arguments as users spell them; :func:`resolve` turns each
+# into a canonical value (a tuple of ints, a callable, a NumPy dtype, ...).
+IntOrSequence = int | Sequence[int]
+ActivationLike = str | Callable[[jax.Array], jax.Array] | None
+InitializerLike = str | Callable[..., jax.Array] | None
+RegularizerLike = str | Callable[[jax.Array], jax.Array] | None
+ConstraintLike = str | Callable[[jax.Array], jax.Array] | None
 
 
 @dataclasses.dataclass(frozen=True)
-class LayerConfig:
-    """A layer's arguments, checked and normalised.
+class _Checking:
+    """What a checker knows besides the value: where it is, and what came before."""
 
-    Tuples have one entry per spatial dimension. ``padding`` is ``"SAME"`` or
-    ``"VALID"``; initializers, regularizers and constraints are callables.
+    function: str
+    argument: str
+    num_spatial: int
+    checked: Mapping[str, Any]  # the arguments declared earlier, canonical
+
+
+Checker = Callable[[_Checking, Any], Any]
+
+
+def _about(doc: str, check: Checker, *, tf1_positional: bool = False) -> dict[str, Any]:
+    """The metadata of a field of :class:`LayerArguments`.
+
+    Args:
+      doc: the documentation, one sentence or a few, without the name.
+      check: ``check(checking, value)`` returns the canonical value or raises.
+      tf1_positional: whether ``tf.compat.v1.layers`` takes it by position
+        (before ``name`` and ``reuse``); the others are keyword-only there.
+    """
+    return {"doc": doc, "check": check, "tf1_positional": tf1_positional}
+
+
+# Checkers: each returns the canonical value of one argument.
+
+
+def _positive_integer(c: _Checking, value: Any) -> int:
+    return _checks.positive_integer(c.function, c.argument, value)
+
+
+def _per_dimension(minimum: int) -> Checker:
+    def check(c: _Checking, value: Any) -> tuple[int, ...]:
+        return _checks.integer_tuple(c.function, c.argument, value, c.num_spatial, minimum)
+
+    return check
+
+
+def _optional_per_dimension(minimum: int) -> Checker:
+    def check(c: _Checking, value: Any) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        return _checks.integer_tuple(c.function, c.argument, value, c.num_spatial, minimum)
+
+    return check
+
+
+def _padding(c: _Checking, value: Any) -> str:
+    """``"SAME"`` or ``"VALID"``, from Keras' lower case (any case)."""
+    if not isinstance(value, str) or value.lower() not in ("same", "valid"):
+        raise ValueError(f"{c.function}: `{c.argument}` must be 'same' or 'valid', got {value!r}.")
+    return value.upper()
+
+
+def _data_format(c: _Checking, value: Any) -> str:
+    """``"channels_last"`` (also for ``None``) or ``"channels_first"``."""
+    if value is None:
+        return "channels_last"
+    if not isinstance(value, str) or value.lower() not in ("channels_last", "channels_first"):
+        raise ValueError(
+            f"{c.function}: `{c.argument}` must be 'channels_last' or 'channels_first', "
+            f"got {value!r}."
+        )
+    return value.lower()
+
+
+def _flag(c: _Checking, value: Any) -> bool:
+    return _checks.boolean(c.function, c.argument, value)
+
+
+def _activation(c: _Checking, value: Any) -> _activations.Activation | None:
+    return _activations.get(value, function=c.function, argument=c.argument)
+
+
+def _initializer(default: str, *, needs_strides: bool = False) -> Checker:
+    def check(c: _Checking, value: Any) -> initializers.Initializer:
+        return initializers.get(
+            default if value is None else value,
+            strides=c.checked["strides"] if needs_strides else None,
+            function=c.function,
+            argument=c.argument,
+        )
+
+    return check
+
+
+def _regularizer(c: _Checking, value: Any) -> regularizers.Regularizer | None:
+    return regularizers.get(value, function=c.function, argument=c.argument)
+
+
+def _constraint(c: _Checking, value: Any) -> constraints.Constraint | None:
+    return constraints.get(value, function=c.function, argument=c.argument)
+
+
+def _method(c: _Checking, value: Any) -> str:
+    return _checks.one_of(c.function, c.argument, value, METHODS)
+
+
+def _optional_dtype(c: _Checking, value: Any) -> Any:
+    return _checks.floating_dtype(c.function, c.argument, value, optional=True)
+
+
+def _dtype(c: _Checking, value: Any) -> Any:
+    return _checks.floating_dtype(c.function, c.argument, value, optional=False)
+
+
+def _precision(c: _Checking, value: Any) -> Any:
+    return _checks.precision(c.function, c.argument, value)
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class LayerArguments:
+    """The arguments of every transposed-convolution layer, declared once.
+
+    The names and defaults are those of ``tf.keras.layers.Conv2DTranspose``
+    and ``tf.compat.v1.layers.Conv2DTranspose``, plus ``groups``, ``method``,
+    ``dtype``, ``param_dtype`` and ``precision``. The linen modules inherit
+    these fields; the other front ends derive their signatures from them.
+    """
+
+    filters: int = dataclasses.field(
+        metadata=_about("the number of output channels.", _positive_integer, tf1_positional=True)
+    )
+    kernel_size: IntOrSequence = dataclasses.field(
+        metadata=_about(
+            "an int, or one int per spatial dimension.", _per_dimension(1), tf1_positional=True
+        )
+    )
+    strides: IntOrSequence = dataclasses.field(
+        default=1,
+        metadata=_about(
+            "an int, or one int per spatial dimension.", _per_dimension(1), tf1_positional=True
+        ),
+    )
+    padding: str = dataclasses.field(
+        default="valid",
+        metadata=_about('``"valid"`` or ``"same"``, in any case.', _padding, tf1_positional=True),
+    )
+    data_format: str | None = dataclasses.field(
+        default="channels_last",
+        metadata=_about(
+            '``"channels_last"`` (default; ``None`` means it too) or ``"channels_first"``.',
+            _data_format,
+            tf1_positional=True,
+        ),
+    )
+    activation: ActivationLike = dataclasses.field(
+        default=None,
+        metadata=_about(
+            '``None``, a callable, or a Keras activation name such as ``"relu"`` (Keras\' '
+            'definitions: ``"gelu"`` is exact, ``"leaky_relu"`` has slope 0.2, ``"softmax"`` '
+            "acts on the last axis).",
+            _activation,
+            tf1_positional=True,
+        ),
+    )
+    use_bias: bool = dataclasses.field(
+        default=True, metadata=_about("whether to add a bias.", _flag, tf1_positional=True)
+    )
+    kernel_initializer: InitializerLike = dataclasses.field(
+        default=None,
+        metadata=_about(
+            "a Flax initializer or a Keras name (see :mod:`jdeconv.initializers`), or "
+            '``"icnr"`` for checkerboard-free upsampling; ``None`` means glorot uniform, as '
+            "in ``tf.compat.v1.layers``.",
+            _initializer("glorot_uniform", needs_strides=True),
+            tf1_positional=True,
+        ),
+    )
+    bias_initializer: InitializerLike = dataclasses.field(
+        default="zeros",
+        metadata=_about(
+            'likewise; ``None`` or ``"zeros"`` means zeros.',
+            _initializer("zeros"),
+            tf1_positional=True,
+        ),
+    )
+    kernel_regularizer: RegularizerLike = dataclasses.field(
+        default=None,
+        metadata=_about(
+            'a callable penalty or a Keras name (``"l1"``, ``"l2"``, ``"l1_l2"``), sown as '
+            "a regularization loss (see :func:`jdeconv.regularization_loss`).",
+            _regularizer,
+            tf1_positional=True,
+        ),
+    )
+    bias_regularizer: RegularizerLike = dataclasses.field(
+        default=None, metadata=_about("likewise, for the bias.", _regularizer, tf1_positional=True)
+    )
+    activity_regularizer: RegularizerLike = dataclasses.field(
+        default=None,
+        metadata=_about(
+            "likewise, for the output, divided by the batch size as in Keras.",
+            _regularizer,
+            tf1_positional=True,
+        ),
+    )
+    kernel_constraint: ConstraintLike = dataclasses.field(
+        default=None,
+        metadata=_about(
+            'a callable projection or a Keras name (``"max_norm"``, ``"non_neg"``, '
+            '``"unit_norm"``, ``"min_max_norm"``), applied after each optimizer step by '
+            ":func:`jdeconv.apply_constraints`.",
+            _constraint,
+            tf1_positional=True,
+        ),
+    )
+    bias_constraint: ConstraintLike = dataclasses.field(
+        default=None, metadata=_about("likewise, for the bias.", _constraint, tf1_positional=True)
+    )
+    trainable: bool = dataclasses.field(
+        default=True,
+        metadata=_about(
+            "``False`` keeps ``kernel`` and ``bias`` out of the trained parameters (linen: "
+            'in the ``"frozen_params"`` collection instead of ``"params"``; NNX: as '
+            ":class:`jdeconv.nnx.FrozenParam`), so that an optimizer never changes them.",
+            _flag,
+            tf1_positional=True,
+        ),
+    )
+    output_padding: IntOrSequence | None = dataclasses.field(
+        default=None,
+        metadata=_about(
+            "``None`` or an int (or one per spatial dimension) smaller than the stride: "
+            "extra output size, as in Keras.",
+            _optional_per_dimension(0),
+        ),
+    )
+    dilation_rate: IntOrSequence = dataclasses.field(
+        default=1,
+        metadata=_about(
+            "an int, or one int per spatial dimension. Unlike Keras, strides and "
+            "dilations above 1 may be combined.",
+            _per_dimension(1),
+        ),
+    )
+    groups: int = dataclasses.field(
+        default=1,
+        metadata=_about(
+            "feature groups: ``kernel`` is ``[*kernel_size, filters // groups, in_channels]``.",
+            _positive_integer,
+        ),
+    )
+    method: str = dataclasses.field(
+        default="auto",
+        metadata=_about(
+            'the op\'s lowering, ``"auto"`` or one of :data:`jdeconv.METHODS`.', _method
+        ),
+    )
+    dtype: DTypeLike | None = dataclasses.field(
+        default=None,
+        metadata=_about(
+            "the computation dtype, floating point; ``None`` promotes the input's and "
+            "the parameters'.",
+            _optional_dtype,
+        ),
+    )
+    param_dtype: DTypeLike = dataclasses.field(
+        default=jnp.float32, metadata=_about("the parameters' dtype, floating point.", _dtype)
+    )
+    precision: jax.lax.PrecisionLike = dataclasses.field(
+        default=None,
+        metadata=_about("passed to the op, as in :func:`jdeconv.conv_transpose`.", _precision),
+    )
+
+
+#: The fields of :class:`LayerArguments`, in declaration order.
+FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(LayerArguments)
+
+
+def _check_relations(function: str, values: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """The rules that involve more than one argument."""
+    output_padding, strides = values["output_padding"], values["strides"]
+    if output_padding is not None and any(
+        p >= s for p, s in zip(output_padding, strides, strict=True)
+    ):
+        raise ValueError(
+            f"{function}: every `output_padding` must be smaller than its stride, "
+            f"got output_padding={output_padding} and strides={strides}."
+        )
+    if values["filters"] % values["groups"]:
+        raise ValueError(
+            f"{function}: `filters` ({values['filters']}) must be divisible by "
+            f"groups={values['groups']}."
+        )
+    if given.get("kernel_initializer") == "icnr" and any(d != 1 for d in values["dilation_rate"]):
+        raise ValueError(
+            f"{function}: kernel_initializer='icnr' needs dilation_rate 1, "
+            f"got {values['dilation_rate']}."
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerConfig:
+    """A layer's arguments, checked: each in the canonical form its checker returns.
+
+    Read an argument as an attribute: ``config.strides`` is a tuple with one
+    int per spatial dimension, ``config.padding`` is ``"SAME"`` or
+    ``"VALID"``, ``config.activation`` a callable or ``None``, the
+    initializers, regularizers and constraints callables, the dtypes NumPy
+    dtypes.
+
+    Attributes:
+      function: the public name the arguments were given to, for errors.
+      num_spatial: the number of spatial dimensions.
+      arguments: the canonical values, keyed by argument name.
     """
 
     function: str
     num_spatial: int
-    filters: int
-    kernel_size: tuple[int, ...]
-    strides: tuple[int, ...]
-    padding: str
-    channels_last: bool
-    activation: Activation | None
-    use_bias: bool
-    kernel_initializer: initializers.Initializer
-    bias_initializer: initializers.Initializer
-    kernel_regularizer: regularizers.Regularizer | None
-    bias_regularizer: regularizers.Regularizer | None
-    activity_regularizer: regularizers.Regularizer | None
-    kernel_constraint: constraints.Constraint | None
-    bias_constraint: constraints.Constraint | None
-    trainable: bool
-    output_padding: tuple[int, ...] | None
-    dilation_rate: tuple[int, ...]
-    groups: int
-    method: str
-    dtype: DTypeLike | None
-    param_dtype: DTypeLike
-    precision: Any
+    arguments: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        arguments = self.__dict__.get("arguments", {})
+        if name in arguments:
+            return arguments[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
-    def data_format(self) -> str:
-        """TensorFlow's op-level layout string, e.g. ``"NHWC"``."""
-        return _shapes.data_format_string(self.num_spatial, self.channels_last)
+    def channels_last(self) -> bool:
+        return self.arguments["data_format"] == "channels_last"
 
     def kernel_shape(self, in_channels: int) -> tuple[int, ...]:
         """``[*kernel_size, filters // groups, in_channels]`` (TensorFlow's layout)."""
@@ -114,6 +375,19 @@ class LayerConfig:
     @property
     def bias_shape(self) -> tuple[int]:
         return (self.filters,)
+
+    def check_in_channels(self, channels: int, argument: str) -> int:
+        """Checks an input channel count (at least 1, divisible by ``groups``)."""
+        if channels < 1:
+            raise ValueError(
+                f"{self.function}: `{argument}` must have at least 1 channel, got {channels}."
+            )
+        if channels % self.groups:
+            raise ValueError(
+                f"{self.function}: the {channels} input channels of `{argument}` must be "
+                f"divisible by groups={self.groups}."
+            )
+        return channels
 
     def in_channels(self, input_shape: Sequence[int]) -> int:
         """Checks the rank and groups of an input shape; returns its channel count."""
@@ -127,18 +401,25 @@ class LayerConfig:
                 f"{self.function}: `inputs` must have {self.num_spatial + 2} dimensions "
                 f"{layout}, got shape {tuple(input_shape)}."
             )
-        channels = input_shape[-1] if self.channels_last else input_shape[1]
-        check_in_channels(self, channels, "inputs")
-        return channels
+        return self.check_in_channels(
+            input_shape[-1] if self.channels_last else input_shape[1], "inputs"
+        )
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """The spatial output size, Keras' ``deconv_output_length`` per dimension."""
         sizes = []
-        for dim, (i, k, s, d) in enumerate(
-            zip(input_size, self.kernel_size, self.strides, self.dilation_rate, strict=True)
+        output_padding = self.output_padding or (None,) * self.num_spatial
+        for dim, (i, k, s, d, extra) in enumerate(
+            zip(
+                input_size,
+                self.kernel_size,
+                self.strides,
+                self.dilation_rate,
+                output_padding,
+                strict=True,
+            )
         ):
-            output_padding = None if self.output_padding is None else self.output_padding[dim]
-            size = _shapes.deconv_output_length(i, k, s, d, self.padding, output_padding)
+            size = _shapes.deconv_output_length(i, k, s, d, self.padding, extra)
             accepted = _shapes.accepted_output_sizes(i, k, s, d, self.padding)
             if size not in accepted:
                 raise ValueError(
@@ -151,314 +432,115 @@ class LayerConfig:
             sizes.append(size)
         return tuple(sizes)
 
-
-def check_in_channels(config: LayerConfig, channels: Any, argument: str) -> int:
-    """Checks an input channel count against ``groups``."""
-    _check_positive_int(config.function, f"the channel count of `{argument}`", channels)
-    if channels % config.groups:
-        raise ValueError(
-            f"{config.function}: the {channels} input channels of `{argument}` must be "
-            f"divisible by groups={config.groups}."
+    def geometry(self, input_shape: Sequence[int]) -> _shapes.ConvTransposeGeometry:
+        """The op's geometry for an input of this shape, at Keras' output size."""
+        input_size = tuple(input_shape[1:-1] if self.channels_last else input_shape[2:])
+        return _shapes.make_geometry(
+            self.function,
+            input_size=input_size,
+            kernel_size=self.kernel_size,
+            output_size=self.output_size(input_size),
+            strides=self.strides,
+            dilations=self.dilation_rate,
+            padding=self.padding,
+            channels_last=self.channels_last,
+            groups=self.groups,
         )
-    return int(channels)
 
 
-def _check_positive_int(function: str, what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{function}: {what} must be an int, got {type(value).__name__} {value!r}.")
-    if value < 1:
-        raise ValueError(f"{function}: {what} must be a positive int, got {value!r}.")
-
-
-def _int_tuple(
-    function: str, argument: str, value: Any, num_spatial: int, minimum: int
-) -> tuple[int, ...]:
-    """An int, or one int per spatial dimension (Keras' ``normalize_tuple``)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        values: tuple[Any, ...] = (value,) * num_spatial
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        values = tuple(value)
-    else:
-        raise TypeError(
-            f"{function}: `{argument}` must be an int or a sequence of {num_spatial} "
-            f"ints, got {type(value).__name__} {value!r}."
-        )
-    if len(values) != num_spatial or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values
-    ):
-        raise ValueError(
-            f"{function}: `{argument}` must be an int or a sequence of {num_spatial} "
-            f"ints, got {value!r}."
-        )
-    if any(v < minimum for v in values):
-        raise ValueError(
-            f"{function}: every entry of `{argument}` must be >= {minimum}, got {value!r}."
-        )
-    return tuple(int(v) for v in values)
-
-
-def _check_bool(function: str, argument: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{function}: `{argument}` must be True or False, got {value!r}.")
-    return value
-
-
-def _activation(function: str, activation: Any) -> Activation | None:
-    if activation is None:
-        return None
-    if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"{function}: `activation` must be a callable or one of "
-                f"{tuple(ACTIVATIONS)}, got {activation!r}."
-            )
-        return ACTIVATIONS[activation]
-    if callable(activation):
-        return activation
-    raise TypeError(
-        f"{function}: `activation` must be None, a callable or a Keras activation "
-        f"name, got {type(activation).__name__} {activation!r}."
-    )
-
-
-def resolve(  # noqa: D417 - the keyword arguments are the layers' fields
-    function: str,
-    num_spatial: int,
-    *,
-    filters: Any,
-    kernel_size: Any,
-    strides: Any = 1,
-    padding: Any = "valid",
-    data_format: Any = "channels_last",
-    activation: Any = None,
-    use_bias: Any = True,
-    kernel_initializer: Any = None,
-    bias_initializer: Any = "zeros",
-    kernel_regularizer: Any = None,
-    bias_regularizer: Any = None,
-    activity_regularizer: Any = None,
-    kernel_constraint: Any = None,
-    bias_constraint: Any = None,
-    trainable: Any = True,
-    output_padding: Any = None,
-    dilation_rate: Any = 1,
-    groups: Any = 1,
-    method: Any = "auto",
-    dtype: DTypeLike | None = None,
-    param_dtype: DTypeLike = jnp.float32,
-    precision: Any = None,
-) -> LayerConfig:
-    """Checks a layer's TF/Keras arguments and returns its :class:`LayerConfig`.
+def resolve(function: str, num_spatial: int, given: Mapping[str, Any]) -> LayerConfig:
+    """Checks a layer's arguments, in declaration order, into a :class:`LayerConfig`.
 
     Args:
       function: the public name the arguments were given to, for errors.
       num_spatial: the number of spatial dimensions.
-      filters, kernel_size, ...: the arguments of :class:`jdeconv.Conv2DTranspose`,
-        documented there.
+      given: the user's values, keyed by argument name; missing optional
+        arguments take their defaults.
 
     Raises:
       TypeError: on an argument of the wrong kind.
-      ValueError: on a bad value.
+      ValueError: on a bad value, or values that do not fit together.
     """
-    _check_positive_int(function, "`filters`", filters)
-    kernel_size = _int_tuple(function, "kernel_size", kernel_size, num_spatial, 1)
-    strides = _int_tuple(function, "strides", strides, num_spatial, 1)
-    dilation_rate = _int_tuple(function, "dilation_rate", dilation_rate, num_spatial, 1)
-
-    if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
-        raise ValueError(f"{function}: `padding` must be 'same' or 'valid', got {padding!r}.")
-    padding = padding.upper()
-
-    if data_format is None:
-        data_format = "channels_last"
-    if not isinstance(data_format, str) or data_format.lower() not in (
-        "channels_last",
-        "channels_first",
-    ):
-        raise ValueError(
-            f"{function}: `data_format` must be 'channels_last' or 'channels_first', "
-            f"got {data_format!r}."
-        )
-    channels_last = data_format.lower() == "channels_last"
-
-    if output_padding is not None:
-        output_padding = _int_tuple(function, "output_padding", output_padding, num_spatial, 0)
-        if any(p >= s for p, s in zip(output_padding, strides, strict=True)):
-            raise ValueError(
-                f"{function}: every `output_padding` must be smaller than its stride, "
-                f"got output_padding={output_padding} and strides={strides}."
-            )
-
-    _check_positive_int(function, "`groups`", groups)
-    if filters % groups:
-        raise ValueError(f"{function}: `filters` ({filters}) must be divisible by groups={groups}.")
-    if method not in METHODS:
-        raise ValueError(f"{function}: `method` must be one of {METHODS}, got {method!r}.")
-
-    if kernel_initializer is None:
-        kernel_initializer = "glorot_uniform"
-    if bias_initializer is None:
-        bias_initializer = "zeros"
-    if kernel_initializer == "icnr" and any(d != 1 for d in dilation_rate):
-        raise ValueError(
-            f"{function}: kernel_initializer='icnr' needs dilation_rate 1, got {dilation_rate}."
-        )
-
-    return LayerConfig(
-        function=function,
-        num_spatial=num_spatial,
-        filters=int(filters),
-        kernel_size=kernel_size,
-        strides=strides,
-        padding=padding,
-        channels_last=channels_last,
-        activation=_activation(function, activation),
-        use_bias=_check_bool(function, "use_bias", use_bias),
-        kernel_initializer=initializers.get(
-            kernel_initializer, strides=strides, function=function, argument="kernel_initializer"
-        ),
-        bias_initializer=initializers.get(
-            bias_initializer, function=function, argument="bias_initializer"
-        ),
-        kernel_regularizer=regularizers.get(
-            kernel_regularizer, function=function, argument="kernel_regularizer"
-        ),
-        bias_regularizer=regularizers.get(
-            bias_regularizer, function=function, argument="bias_regularizer"
-        ),
-        activity_regularizer=regularizers.get(
-            activity_regularizer, function=function, argument="activity_regularizer"
-        ),
-        kernel_constraint=constraints.get(
-            kernel_constraint, function=function, argument="kernel_constraint"
-        ),
-        bias_constraint=constraints.get(
-            bias_constraint, function=function, argument="bias_constraint"
-        ),
-        trainable=_check_bool(function, "trainable", trainable),
-        output_padding=output_padding,
-        dilation_rate=dilation_rate,
-        groups=int(groups),
-        method=method,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        precision=precision,
-    )
+    checked: dict[str, Any] = {}
+    for field in FIELDS:
+        value = given.get(field.name, field.default)
+        checking = _Checking(function, field.name, num_spatial, types.MappingProxyType(checked))
+        checked[field.name] = field.metadata["check"](checking, value)
+    _check_relations(function, checked, given)
+    return LayerConfig(function, num_spatial, types.MappingProxyType(checked))
 
 
-def check_variable(
-    config: LayerConfig, name: str, value: jax.Array, shape: tuple[int, ...]
-) -> None:
-    """Checks the shape of a stored (e.g. loaded) kernel or bias."""
-    if tuple(value.shape) != shape:
-        expected = (
-            "[*kernel_size, filters // groups, in_channels]" if name == "kernel" else "[filters]"
-        )
-        raise ValueError(
-            f"{config.function}: `{name}` has shape {tuple(value.shape)}, but this layer "
-            f"and input need {shape} ({expected})."
-        )
+def values_of(layer: Any) -> dict[str, Any]:
+    """The argument values an object with :class:`LayerArguments`' fields holds."""
+    return {field.name: getattr(layer, field.name) for field in FIELDS}
 
 
-def forward(
-    config: LayerConfig, inputs: jax.Array, kernel: jax.Array, bias: jax.Array | None
-) -> jax.Array:
-    """``activation(conv_transpose(inputs, kernel) + bias)``, at Keras' output size."""
-    inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=config.dtype)
-    spatial = inputs.shape[1:-1] if config.channels_last else inputs.shape[2:]
-    outputs = conv_transpose(
-        inputs,
-        kernel,
-        config.output_size(spatial),
-        config.strides,
-        config.padding,
-        config.data_format,
-        config.dilation_rate,
-        groups=config.groups,
-        method=config.method,
-        precision=config.precision,
-    )
-    if bias is not None:
-        if not config.channels_last:
-            bias = bias.reshape((config.filters,) + (1,) * config.num_spatial)
-        outputs = outputs + bias
-    if config.activation is not None:
-        outputs = config.activation(outputs)
-    return outputs
+# --------------------------------------------------------------------------
+# Signatures and documentation of the front ends that take the arguments as
+# parameters (the NNX constructor, the functional layers).
 
 
-def weight_losses(
-    config: LayerConfig, kernel: jax.Array, bias: jax.Array | None
-) -> dict[str, jax.Array]:
-    """The kernel and bias penalties, keyed ``kernel_regularizer`` / ``bias_regularizer``."""
-    losses = {}
-    if config.kernel_regularizer is not None:
-        losses["kernel_regularizer"] = jnp.asarray(config.kernel_regularizer(kernel))
-    if config.bias_regularizer is not None and bias is not None:
-        losses["bias_regularizer"] = jnp.asarray(config.bias_regularizer(bias))
-    return losses
+def parameters(*, tf1_positional: bool | None = None, keyword_only: bool = False) -> list:
+    """The arguments as ``inspect.Parameter``s, in declaration order.
 
-
-def keep_latest(previous: Any, new: Any) -> Any:
-    """The ``reduce_fn`` that sows a weight penalty once: a later value replaces it."""
-    del previous
-    return new
-
-
-def no_loss() -> jax.Array:
-    """The ``init_fn`` paired with :func:`keep_latest`."""
-    return jnp.zeros(())
-
-
-def activity_loss(config: LayerConfig, outputs: jax.Array) -> jax.Array | None:
-    """The activity penalty divided by the batch size, as Keras' ``Layer`` does.
-
-    A batch of size 0 gives 0 (Keras divides with ``divide_no_nan``).
+    Args:
+      tf1_positional: ``True`` or ``False`` keeps only the arguments that
+        ``tf.compat.v1.layers`` takes by position, or only the others.
+      keyword_only: make them keyword-only.
     """
-    if config.activity_regularizer is None:
-        return None
-    loss = jnp.asarray(config.activity_regularizer(outputs))
-    batch_size = outputs.shape[0]
-    if batch_size == 0:
-        return jnp.zeros_like(loss)
-    return loss / jnp.asarray(batch_size, loss.dtype)
-
-
-def field_names() -> tuple[str, ...]:
-    """The user-facing arguments :func:`resolve` takes, in order."""
-    return (
-        "filters",
-        "kernel_size",
-        "strides",
-        "padding",
-        "data_format",
-        "activation",
-        "use_bias",
-        "kernel_initializer",
-        "bias_initializer",
-        "kernel_regularizer",
-        "bias_regularizer",
-        "activity_regularizer",
-        "kernel_constraint",
-        "bias_constraint",
-        "trainable",
-        "output_padding",
-        "dilation_rate",
-        "groups",
-        "method",
-        "dtype",
-        "param_dtype",
-        "precision",
+    kind = (
+        inspect.Parameter.KEYWORD_ONLY if keyword_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
     )
+    return [
+        inspect.Parameter(
+            field.name,
+            kind,
+            default=inspect.Parameter.empty
+            if field.default is dataclasses.MISSING
+            else field.default,
+            annotation=field.type,
+        )
+        for field in FIELDS
+        if tf1_positional is None or field.metadata["tf1_positional"] == tf1_positional
+    ]
 
 
-def check_array(function: str, argument: str, value: ArrayLike) -> jax.Array:
-    """``jnp.asarray`` with a TypeError naming the function and argument."""
-    if isinstance(value, jax.Array):
-        return value
+def bind(
+    function: str, signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Binds a call to ``signature``, defaults applied; a TypeError names ``function``."""
     try:
-        return jnp.asarray(value)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as error:
-        raise TypeError(
-            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
-        ) from None
+        raise TypeError(f"{function}: {error}.") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def document(
+    obj: Any,
+    placeholder: str,
+    section: str,
+    signature: inspect.Signature,
+    others: Mapping[str, str],
+    indent: str = "    ",
+) -> None:
+    """Replaces the line ``{placeholder}`` of ``obj.__doc__`` with a section.
+
+    The section (``Args:`` or ``Attributes:``) documents every parameter of
+    ``signature`` in its order: the layer arguments from their declaration,
+    the others from ``others``.
+    """
+    docs = {field.name: field.metadata["doc"] for field in FIELDS} | dict(others)
+    lines = [f"{indent}{section}:"]
+    for name in signature.parameters:
+        if name == "self":
+            continue
+        lines += textwrap.wrap(
+            f"{name}: {docs[name]}",
+            width=88 - len(indent),
+            initial_indent=indent + "  ",
+            subsequent_indent=indent + "    ",
+            break_on_hyphens=False,
+        )
+    obj.__doc__ = (obj.__doc__ or "").replace(f"{indent}{{{placeholder}}}", "\n".join(lines))

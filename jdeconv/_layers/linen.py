@@ -1,22 +1,20 @@
-"""The ``flax.linen`` transposed-convolution layers."""
+"""The ``flax.linen`` transposed-convolution layers.
+
+Their fields are those of :class:`jdeconv._layers._config.LayerArguments`,
+inherited: the declaration is the modules' dataclass fields.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable
 from typing import ClassVar
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
 
-from jdeconv._layers import _config
-
-IntOrSequence = int | Sequence[int]
-Initializer = str | Callable[..., jax.Array] | None
-Regularizer = str | Callable[[jax.Array], jax.Array] | None
-Constraint = str | Callable[[jax.Array], jax.Array] | None
-Activation = str | Callable[[jax.Array], jax.Array] | None
+from jdeconv._layers import _compute, _config, _penalties
 
 
 def _variable(
@@ -35,26 +33,25 @@ def _variable(
             name,
             lambda: init(module.make_rng("params"), shape, config.param_dtype),
         ).value
-    _config.check_variable(config, name, value, shape)
+    _compute.check_variable(config, name, value, shape)
     return value
 
 
-def forward(
+def call(
     module: nn.Module,
     inputs: ArrayLike,
     config: _config.LayerConfig,
     *,
-    weight_losses: bool = True,
+    sow_weight_penalties: bool = True,
 ) -> jax.Array:
-    """The body of every linen layer's ``__call__``: variables, op, losses.
+    """The body of every linen layer's ``__call__``: variables, output, penalties.
 
     Weight penalties are sown once per ``apply`` (a second call of the same
     layer replaces them with the same value); the activity penalty is sown on
     every call, as Keras adds one per output. Nothing is sown during ``init``,
     so that the variables it returns can be passed to ``apply`` as they are.
     """
-    x = _config.check_array(config.function, "inputs", inputs)
-    in_channels = config.in_channels(x.shape)
+    x, in_channels = _compute.check_inputs(config, inputs)
     kernel = _variable(
         module, config, "kernel", config.kernel_initializer, config.kernel_shape(in_channels)
     )
@@ -63,60 +60,33 @@ def forward(
         if config.use_bias
         else None
     )
-    outputs = _config.forward(config, x, kernel, bias)
+    outputs = _compute.layer_output(config, x, kernel, bias)
     if module.is_initializing():
-        return outputs  # keep the variables init returns free of losses
-    if weight_losses:
-        for name, loss in _config.weight_losses(config, kernel, bias).items():
+        return outputs  # keep the variables init returns free of penalties
+    if sow_weight_penalties:
+        for name, penalty in _penalties.weight_penalties(config, kernel, bias).items():
             module.sow(
-                _config.LOSSES_COLLECTION,
+                _penalties.LOSSES_COLLECTION,
                 name,
-                loss,
-                init_fn=_config.no_loss,
-                reduce_fn=_config.keep_latest,
+                penalty,
+                init_fn=_penalties.no_penalty,
+                reduce_fn=_penalties.keep_latest,
             )
-    activity = _config.activity_loss(config, outputs)
+    activity = _penalties.activity_penalty(config, outputs)
     if activity is not None:
-        module.sow(_config.LOSSES_COLLECTION, "activity_regularizer", activity)
+        module.sow(_penalties.LOSSES_COLLECTION, "activity_regularizer", activity)
     return outputs
 
 
-class _ConvTranspose(nn.Module):
+class _ConvTranspose(nn.Module, _config.LayerArguments):
     """Shared fields and body of the 1-, 2- and 3-d linen layers."""
 
     num_spatial: ClassVar[int]
 
-    filters: int
-    kernel_size: IntOrSequence
-    strides: IntOrSequence = 1
-    padding: str = "valid"
-    data_format: str | None = "channels_last"
-    activation: Activation = None
-    use_bias: bool = True
-    kernel_initializer: Initializer = None
-    bias_initializer: Initializer = "zeros"
-    kernel_regularizer: Regularizer = None
-    bias_regularizer: Regularizer = None
-    activity_regularizer: Regularizer = None
-    kernel_constraint: Constraint = None
-    bias_constraint: Constraint = None
-    trainable: bool = True
-    output_padding: IntOrSequence | None = None
-    dilation_rate: IntOrSequence = 1
-    groups: int = 1
-    method: str = "auto"
-    dtype: DTypeLike | None = None
-    param_dtype: DTypeLike = jnp.float32
-    precision: jax.lax.PrecisionLike = None
-
     @property
     def config(self) -> _config.LayerConfig:
-        """The checked, normalised arguments (raises on a bad one)."""
-        return _config.resolve(
-            type(self).__name__,
-            self.num_spatial,
-            **{name: getattr(self, name) for name in _config.field_names()},
-        )
+        """The checked, canonical arguments (raises on a bad one)."""
+        return _config.resolve(type(self).__name__, self.num_spatial, _config.values_of(self))
 
     @nn.compact
     def __call__(self, inputs: ArrayLike) -> jax.Array:
@@ -130,52 +100,10 @@ class _ConvTranspose(nn.Module):
           ``activation(conv_transpose(inputs, kernel) + bias)``, with ``filters``
           channels and Keras' spatial output size.
         """
-        return forward(self, inputs, self.config)
+        return call(self, inputs, self.config)
 
 
-_FIELDS_DOC = """
-    Fields keep the names and defaults of ``tf.keras.layers.{keras}``:
-
-    Attributes:
-      filters: the number of output channels.
-      kernel_size: an int, or one int per spatial dimension.
-      strides: an int, or one int per spatial dimension.
-      padding: ``"valid"`` or ``"same"``, in any case.
-      data_format: ``"channels_last"`` (default; ``None`` means it too) or
-        ``"channels_first"``.
-      activation: ``None``, a callable, or a Keras activation name such as
-        ``"relu"`` (Keras' definitions: ``"gelu"`` is exact, ``"leaky_relu"``
-        has slope 0.2, ``"softmax"`` acts on the last axis).
-      use_bias: whether to add a bias.
-      kernel_initializer: a Flax initializer or a Keras name (see
-        :mod:`jdeconv.initializers`), or ``"icnr"`` for checkerboard-free
-        upsampling; ``None`` means glorot uniform, as in
-        ``tf.compat.v1.layers``.
-      bias_initializer: likewise; ``None`` or ``"zeros"`` means zeros.
-      kernel_regularizer: a callable penalty or a Keras name (``"l1"``,
-        ``"l2"``, ``"l1_l2"``); sown into the ``"losses"`` collection.
-      bias_regularizer: likewise, for the bias.
-      activity_regularizer: likewise, for the output, divided by the batch
-        size as in Keras.
-      kernel_constraint: a callable projection or a Keras name
-        (``"max_norm"``, ``"non_neg"``, ``"unit_norm"``, ``"min_max_norm"``),
-        applied after each optimizer step by :func:`jdeconv.apply_constraints`.
-      bias_constraint: likewise, for the bias.
-      trainable: ``False`` stores ``kernel`` and ``bias`` in the
-        ``"frozen_params"`` collection instead of ``"params"``, so that an
-        optimizer over ``params`` never changes them (see below).
-      output_padding: ``None`` or an int (or one per spatial dimension)
-        smaller than the stride: extra output size, as in Keras.
-      dilation_rate: an int, or one int per spatial dimension. Unlike Keras,
-        strides and dilations above 1 may be combined.
-      groups: feature groups: ``kernel`` is
-        ``[*kernel_size, filters // groups, in_channels]``.
-      method: the op's lowering, ``"auto"`` or one of :data:`jdeconv.METHODS`.
-      dtype: the computation dtype; ``None`` promotes the input's and the
-        parameters'.
-      param_dtype: the parameters' dtype.
-      precision: passed to the op.
-
+_NOTES = """
     Variables: ``kernel`` of shape ``[*kernel_size, filters // groups,
     in_channels]`` (TensorFlow's layout, so TensorFlow weights load unchanged)
     and ``bias`` of shape ``[filters]``, in ``"params"`` (or ``"frozen_params"``
@@ -184,18 +112,22 @@ _FIELDS_DOC = """
     ``I * s + max(k_eff - s, 0)`` for ``"valid"``, or
     ``(I - 1) * s + k_eff - 2 * pad + output_padding`` with ``output_padding``.
 
-    Regularization penalties are sown only when ``"losses"`` is mutable:
-    ``y, state = model.apply(variables, x, mutable=["losses"])``, then add
-    ``jdeconv.regularization_loss(state)`` to the training loss. ``init`` sows
-    nothing, so its variables can be passed to ``apply`` as they are; do not
-    pass a ``losses`` state back into ``apply``, or the activity penalties add up.
+    Regularization penalties are sown into the ``"losses"`` collection, and
+    only when it is mutable: ``y, state = model.apply(variables, x,
+    mutable=["losses"])``, then add ``jdeconv.regularization_loss(state)`` to
+    the training loss. ``init`` sows nothing, so its variables can be passed to
+    ``apply`` as they are; do not pass a ``losses`` state back into ``apply``,
+    or the activity penalties add up.
 """
 
 
 class Conv1DTranspose(_ConvTranspose):
     """1-d transposed convolution layer, as ``tf.keras.layers.Conv1DTranspose``.
 
+    Fields keep the names and defaults of ``tf.keras.layers.Conv1DTranspose``:
+
     {fields}
+    {notes}
 
     Example:
       >>> import jax, jax.numpy as jnp, jdeconv
@@ -213,7 +145,10 @@ class Conv1DTranspose(_ConvTranspose):
 class Conv2DTranspose(_ConvTranspose):
     """2-d transposed convolution layer, as ``tf.compat.v1.layers.Conv2DTranspose``.
 
+    Fields keep the names and defaults of ``tf.keras.layers.Conv2DTranspose``:
+
     {fields}
+    {notes}
 
     Example:
       >>> import jax, jax.numpy as jnp, jdeconv
@@ -231,7 +166,10 @@ class Conv2DTranspose(_ConvTranspose):
 class Conv3DTranspose(_ConvTranspose):
     """3-d transposed convolution layer, as ``tf.compat.v1.layers.Conv3DTranspose``.
 
+    Fields keep the names and defaults of ``tf.keras.layers.Conv3DTranspose``:
+
     {fields}
+    {notes}
 
     Example:
       >>> import jax, jax.numpy as jnp, jdeconv
@@ -244,12 +182,12 @@ class Conv3DTranspose(_ConvTranspose):
     num_spatial: ClassVar[int] = 3
 
 
-for _cls, _keras in (
-    (Conv1DTranspose, "Conv1DTranspose"),
-    (Conv2DTranspose, "Conv2DTranspose"),
-    (Conv3DTranspose, "Conv3DTranspose"),
-):
-    _cls.__doc__ = (_cls.__doc__ or "").replace("{fields}", _FIELDS_DOC.format(keras=_keras))
+#: The fields as a signature, for the documentation.
+FIELDS_SIGNATURE = inspect.Signature(_config.parameters())
+
+for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
+    _config.document(_cls, "fields", "Attributes", FIELDS_SIGNATURE, {})
+    _cls.__doc__ = (_cls.__doc__ or "").replace("    {notes}\n", _NOTES.lstrip("\n"))
 
 
 class FunctionalConvTranspose(nn.Module):
@@ -264,7 +202,7 @@ class FunctionalConvTranspose(nn.Module):
     def __call__(
         self, inputs: ArrayLike, config: _config.LayerConfig, creates: bool = True
     ) -> jax.Array:
-        return forward(self, inputs, config, weight_losses=creates)
+        return call(self, inputs, config, sow_weight_penalties=creates)
 
 
 LINEN_LAYERS = (_ConvTranspose, FunctionalConvTranspose)

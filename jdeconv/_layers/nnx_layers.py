@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+import inspect
+from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
-from jax.typing import ArrayLike, DTypeLike
+from jax.typing import ArrayLike
 
-from jdeconv._layers import _config
-from jdeconv._layers.linen import Activation, Constraint, Initializer, Regularizer
-
-IntOrSequence = int | Sequence[int]
+from jdeconv import _checks
+from jdeconv._layers import _compute, _config, _flax_internals, _penalties
 
 
 class FrozenParam(nnx.Variable):
@@ -50,17 +47,31 @@ class RegularizationLoss(nnx.Variable):
 
 
 def _sow(module: nnx.Module, name: str, value: jax.Array, replace: bool) -> None:
-    # Flax >= 0.12 collects sown values only inside ``nnx.capture`` and
-    # deprecates storing them on the module otherwise, so sow only there. The
-    # attribute tested is the one ``nnx.Module.sow`` itself tests.
-    if hasattr(nnx, "capture") and not hasattr(module, "__captures__"):
+    # Flax collects sown values only inside ``nnx.capture``, and deprecates
+    # storing them on the module otherwise, so sow only there.
+    if not _flax_internals.capturing(module):
         return
     if replace:
         module.sow(
-            RegularizationLoss, name, value, reduce_fn=_config.keep_latest, init_fn=_config.no_loss
+            RegularizationLoss,
+            name,
+            value,
+            reduce_fn=_penalties.keep_latest,
+            init_fn=_penalties.no_penalty,
         )
     else:
         module.sow(RegularizationLoss, name, value)
+
+
+#: The constructor's signature: ``in_features``, the layer arguments, ``rngs``.
+SIGNATURE = inspect.Signature(
+    [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("in_features", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="int"),
+        *_config.parameters(),
+        inspect.Parameter("rngs", inspect.Parameter.KEYWORD_ONLY, annotation="nnx.Rngs"),
+    ]
+)
 
 
 class _ConvTranspose(nnx.Module):
@@ -68,42 +79,14 @@ class _ConvTranspose(nnx.Module):
 
     num_spatial: ClassVar[int]
 
-    def __init__(
-        self,
-        in_features: int,
-        filters: int,
-        kernel_size: IntOrSequence,
-        strides: IntOrSequence = 1,
-        padding: str = "valid",
-        data_format: str | None = "channels_last",
-        activation: Activation = None,
-        use_bias: bool = True,
-        kernel_initializer: Initializer = None,
-        bias_initializer: Initializer = "zeros",
-        kernel_regularizer: Regularizer = None,
-        bias_regularizer: Regularizer = None,
-        activity_regularizer: Regularizer = None,
-        kernel_constraint: Constraint = None,
-        bias_constraint: Constraint = None,
-        trainable: bool = True,
-        output_padding: IntOrSequence | None = None,
-        dilation_rate: IntOrSequence = 1,
-        groups: int = 1,
-        method: str = "auto",
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        precision: jax.lax.PrecisionLike = None,
-        *,
-        rngs: nnx.Rngs,
-    ) -> None:
-        arguments = dict(locals())
-        config = _config.resolve(
-            type(self).__name__,
-            self.num_spatial,
-            **{name: arguments[name] for name in _config.field_names()},
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        function = type(self).__name__
+        values = _config.bind(function, SIGNATURE, (self, *args), kwargs)
+        rngs: nnx.Rngs = values.pop("rngs")
+        in_features = _checks.positive_integer(function, "in_features", values.pop("in_features"))
+        config = _config.resolve(function, self.num_spatial, values)
         self.config = config
-        self.in_features = _config.check_in_channels(config, in_features, "in_features")
+        self.in_features = config.check_in_channels(in_features, "in_features")
         variable_type: type[nnx.Variable] = nnx.Param if config.trainable else FrozenParam
         self.bias: nnx.Variable | None
         self.kernel = variable_type(
@@ -116,7 +99,9 @@ class _ConvTranspose(nnx.Module):
                 config.bias_initializer(rngs.params(), config.bias_shape, config.param_dtype)
             )
         else:
-            self.bias = nnx.data(None) if hasattr(nnx, "data") else None
+            self.bias = nnx.data(None)
+
+    __init__.__signature__ = SIGNATURE  # type: ignore[attr-defined]
 
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Applies the layer.
@@ -129,8 +114,7 @@ class _ConvTranspose(nnx.Module):
           ``activation(conv_transpose(inputs, kernel) + bias)``.
         """
         config = self.config
-        x = _config.check_array(config.function, "inputs", inputs)
-        in_channels = config.in_channels(x.shape)
+        x, in_channels = _compute.check_inputs(config, inputs)
         if in_channels != self.in_features:
             raise ValueError(
                 f"{config.function}: `inputs` has {in_channels} channels, but the layer "
@@ -138,13 +122,13 @@ class _ConvTranspose(nnx.Module):
             )
         kernel = self.kernel[...]
         bias = self.bias[...] if self.bias is not None else None
-        _config.check_variable(config, "kernel", kernel, config.kernel_shape(self.in_features))
+        _compute.check_variable(config, "kernel", kernel, config.kernel_shape(self.in_features))
         if bias is not None:
-            _config.check_variable(config, "bias", bias, config.bias_shape)
-        outputs = _config.forward(config, x, kernel, bias)
-        for name, loss in _config.weight_losses(config, kernel, bias).items():
-            _sow(self, name, loss, replace=True)
-        activity = _config.activity_loss(config, outputs)
+            _compute.check_variable(config, "bias", bias, config.bias_shape)
+        outputs = _compute.layer_output(config, x, kernel, bias)
+        for name, penalty in _penalties.weight_penalties(config, kernel, bias).items():
+            _sow(self, name, penalty, replace=True)
+        activity = _penalties.activity_penalty(config, outputs)
         if activity is not None:
             _sow(self, "activity_regularizer", activity, replace=False)
         return outputs
@@ -153,20 +137,9 @@ class _ConvTranspose(nnx.Module):
 _ARGS_DOC = """
     The arguments are those of the linen :class:`jdeconv.{name}`, in flax.nnx
     style: the input channel count ``in_features`` comes first and the
-    parameters are created at construction from ``rngs``. The arguments not
-    listed below (``strides``, ``padding``, ``data_format``, ``activation``,
-    ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
-    ``kernel_regularizer``, ``bias_regularizer``, ``activity_regularizer``,
-    ``kernel_constraint``, ``bias_constraint``, ``trainable``,
-    ``output_padding``, ``dilation_rate``, ``groups``, ``method``, ``dtype``,
-    ``param_dtype`` and ``precision``) mean what they mean for the linen
-    :class:`jdeconv.{name}`.
+    parameters are created at construction from ``rngs``.
 
-    Args:
-      in_features: the input channel count.
-      filters: the number of output channels.
-      kernel_size: an int, or one int per spatial dimension.
-      rngs: the ``nnx.Rngs`` the parameters are drawn from.
+    {{arguments}}
 
     Attributes:
       kernel: ``nnx.Param`` (``FrozenParam`` if ``trainable=False``) of shape
@@ -179,6 +152,11 @@ _ARGS_DOC = """
     jdeconv.nnx.RegularizationLoss)(x)``, then
     ``jdeconv.regularization_loss(losses)``.
 """
+
+_OTHER_ARGS = {
+    "in_features": "the input channel count.",
+    "rngs": "the ``nnx.Rngs`` the parameters are drawn from.",
+}
 
 
 class Conv1DTranspose(_ConvTranspose):
@@ -232,6 +210,9 @@ class Conv3DTranspose(_ConvTranspose):
 
 
 for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
-    _cls.__doc__ = (_cls.__doc__ or "").replace("{args}", _ARGS_DOC.format(name=_cls.__name__))
+    _cls.__doc__ = (_cls.__doc__ or "").replace(
+        "    {args}\n", _ARGS_DOC.format(name=_cls.__name__).lstrip("\n")
+    )
+    _config.document(_cls, "arguments", "Args", SIGNATURE, _OTHER_ARGS)
 
 NNX_LAYERS = (_ConvTranspose,)

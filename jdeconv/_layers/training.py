@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
-from jdeconv._layers import _config
+from jdeconv._layers import _config, _penalties
 from jdeconv._layers.linen import LINEN_LAYERS, FunctionalConvTranspose
 from jdeconv._layers.nnx_layers import NNX_LAYERS, RegularizationLoss
+
+if TYPE_CHECKING:
+    import optax
 
 Path = tuple[Any, ...]
 
@@ -53,7 +55,7 @@ def regularization_loss(losses: Any) -> jax.Array:
     elif isinstance(losses, nnx.State):
         tree = losses
     elif isinstance(losses, Mapping):
-        tree = losses.get(_config.LOSSES_COLLECTION, {})
+        tree = losses.get(_penalties.LOSSES_COLLECTION, {})
     else:
         raise TypeError(
             "regularization_loss: `losses` must be the linen variables or state "
@@ -111,9 +113,7 @@ def _linen_table(
 
 def _nnx_table(module: nnx.Module) -> dict[Path, Callable]:
     table: dict[Path, Callable] = {}
-    iter_modules = getattr(nnx, "iter_modules", None)  # a method before flax 0.12
-    modules = iter_modules(module) if iter_modules else module.iter_modules()
-    for path, layer in modules:
+    for path, layer in nnx.iter_modules(module):
         if isinstance(layer, NNX_LAYERS):
             _add(table, tuple(path), layer.config)
     return table
@@ -166,7 +166,8 @@ def apply_constraints(
       **example_kwargs: the linen model's other keyword arguments.
 
     Returns:
-      An ``optax.GradientTransformation`` with an empty state.
+      An ``optax.GradientTransformation`` with an empty state. This function
+      needs ``optax`` installed; the rest of jdeconv does not.
 
     Raises:
       TypeError: for a linen module without example arguments, or a tree
@@ -183,6 +184,8 @@ def apply_constraints(
       >>> bool((optax.apply_updates(params, updates)["kernel"] >= 0).all())
       True
     """
+    import optax
+
     if isinstance(model_or_constraints, nn.Module):
         if not example_args and not example_kwargs:
             raise TypeError(

@@ -198,6 +198,19 @@ def test_name_errors():
     ):
         _init(reuse_other)
 
+    class WithVariable(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            self.param("scale", nn.initializers.ones, ())
+            return layers.conv2d_transpose(x, 3, 3, name="scale", reuse=True)
+
+    with pytest.raises(
+        ValueError,
+        match=r"(?m)^conv2d_transpose: the name 'scale' in WithVariable \(the top-level module\) "
+        r"belongs to a variable, not to a layer of jdeconv\.layers, so it cannot be reused\.$",
+    ):
+        WithVariable().init(jax.random.key(0), X)
+
     def bad_reuse(x):
         return layers.conv2d_transpose(x, 3, 3, reuse="yes")
 

@@ -13,7 +13,7 @@ the NNX layers (which sow regularization penalties only inside
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import flax.linen as nn
@@ -45,14 +45,18 @@ def in_compact_method(parent: nn.Module) -> bool:
     return bool(parent._state.in_compact_method)
 
 
-def child(parent: nn.Module, name: str) -> Any:
+def child(parent: nn.Module, name: str) -> nn.Module | None:
     """The submodule ``parent`` created under ``name``, or ``None``.
 
-    Reads ``Module._state.children``, where Flax registers the submodules a
-    compact method creates. No public replacement: inline submodules are not
+    Reads ``Module._state.children``, where Flax registers what a compact
+    method creates under each name: a submodule, or for a variable the name
+    of its collection. No public replacement: inline submodules are not
     attributes of their parent.
     """
-    return parent._state.children.get(name)
+    import flax.linen as nn
+
+    value = parent._state.children.get(name)
+    return value if isinstance(value, nn.Module) else None
 
 
 def name_reserved(parent: nn.Module, name: str) -> bool:

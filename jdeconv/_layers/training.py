@@ -1,23 +1,34 @@
-"""Training helpers: the regularization loss and the constraint projection."""
+"""Training helpers: the regularization loss and the constraint projection.
+
+Both take linen or NNX objects. ``flax.nnx`` (which itself imports optax) is
+not imported here: an NNX object can only exist once ``flax.nnx`` is loaded,
+so :func:`_loaded_nnx` tells whether to look for one. ``optax`` is imported
+by :func:`apply_constraints` alone.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from jdeconv._layers import _config, _penalties
 from jdeconv._layers.linen import LINEN_LAYERS, FunctionalConvTranspose
-from jdeconv._layers.nnx_layers import NNX_LAYERS, RegularizationLoss
 
 if TYPE_CHECKING:
     import optax
 
 Path = tuple[Any, ...]
+
+
+def _loaded_nnx() -> ModuleType | None:
+    """``flax.nnx`` if it is loaded, else ``None`` (then no NNX object exists)."""
+    return sys.modules.get("flax.nnx")
 
 
 def regularization_loss(losses: Any) -> jax.Array:
@@ -50,9 +61,12 @@ def regularization_loss(losses: Any) -> jax.Array:
       >>> bool(jnp.allclose(penalty, 0.01 * jnp.sum(variables["params"]["kernel"] ** 2)))
       True
     """
-    if isinstance(losses, nnx.Module):
+    nnx = _loaded_nnx()
+    if nnx is not None and isinstance(losses, nnx.Module):
+        from jdeconv._layers.nnx_layers import RegularizationLoss
+
         tree: Any = nnx.state(losses, RegularizationLoss)
-    elif isinstance(losses, nnx.State):
+    elif nnx is not None and isinstance(losses, nnx.State):
         tree = losses
     elif isinstance(losses, Mapping):
         tree = losses.get(_penalties.LOSSES_COLLECTION, {})
@@ -111,7 +125,11 @@ def _linen_table(
     return table
 
 
-def _nnx_table(module: nnx.Module) -> dict[Path, Callable]:
+def _nnx_table(module: Any) -> dict[Path, Callable]:
+    from flax import nnx
+
+    from jdeconv._layers.nnx_layers import NNX_LAYERS
+
     table: dict[Path, Callable] = {}
     for path, layer in nnx.iter_modules(module):
         if isinstance(layer, NNX_LAYERS):
@@ -193,7 +211,7 @@ def apply_constraints(
                 "`model.init`, e.g. apply_constraints(model, x)."
             )
         table = _linen_table(model_or_constraints, example_args, example_kwargs)
-    elif isinstance(model_or_constraints, nnx.Module):
+    elif (nnx := _loaded_nnx()) is not None and isinstance(model_or_constraints, nnx.Module):
         table = _nnx_table(model_or_constraints)
     else:
         table = _tree_table(model_or_constraints)

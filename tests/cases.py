@@ -166,12 +166,14 @@ def sample(
     explicit_padding_ranks=(1, 2, 3),
     off_stride_kernels=0.0,
     outputs="random",
+    max_padding=3,
 ):
     """``count`` random valid cases, each output size drawn from TF's accepted range.
 
     Repeating a value in ``ranks``, ``formats``, ``paddings`` or ``groups``
     weights it. A fraction ``off_stride_kernels`` of the geometries get kernel
-    sizes that are not multiples of their strides. ``outputs`` says which
+    sizes that are not multiples of their strides. Explicit padding entries
+    are drawn from ``[0, max_padding]``. ``outputs`` says which
     accepted output sizes a geometry comes with: ``"random"``, one drawn per
     dimension; ``"extremes"``, the smallest and the largest (two cases);
     ``"every"``, ``accepted[e]`` for every ``e`` below the widest range (clamped
@@ -196,7 +198,9 @@ def sample(
         if off_stride_kernels and rng.random() < off_stride_kernels:
             kernel_size = tuple(_off_stride_kernel(rng, s, kernel_cap) for s in strides)
         if kind == "EXPLICIT":
-            padding = tuple((rng.randint(0, 3), rng.randint(0, 3)) for _ in range(n))
+            padding = tuple(
+                (rng.randint(0, max_padding), rng.randint(0, max_padding)) for _ in range(n)
+            )
             ranges = [
                 accepted_range(*a, p)
                 for *a, p in zip(input_size, kernel_size, strides, dilations, padding)

@@ -41,9 +41,34 @@ def state_dict(dtype=np.float32):
     return {name: rng.standard_normal(shape).astype(dtype) for name, shape in shapes.items()}
 
 
+def make_variables(dtype=jnp.float32):
+    """Net's variables, built without compiling anything (values from a seed)."""
+    rng = np.random.default_rng(1)
+    shapes = {
+        "up": {"kernel": (3, 3, 3, 2), "bias": (2,)},
+        "head": {"kernel": (2, 5), "bias": (5,)},
+    }
+    return {
+        "params": {
+            module: {
+                name: jnp.asarray(rng.standard_normal(shape), dtype)
+                for name, shape in leaves.items()
+            }
+            for module, leaves in shapes.items()
+        }
+    }
+
+
 @pytest.fixture(scope="module")
 def target():
-    return Net().init(jax.random.key(0), X)
+    return make_variables()
+
+
+def test_variables_are_nets():
+    shapes = jax.eval_shape(Net().init, jax.random.key(0), X)
+    assert jax.tree_util.tree_map(lambda leaf: leaf.shape, shapes) == jax.tree_util.tree_map(
+        lambda leaf: leaf.shape, make_variables()
+    )
 
 
 def leaves(variables):
@@ -71,7 +96,7 @@ def test_floats_are_cast_to_the_target_dtype(target, dtype):
 
 
 def test_floats_into_a_low_precision_target():
-    target = Net(dtype=jnp.bfloat16).init(jax.random.key(0), X)
+    target = make_variables(jnp.bfloat16)
     variables = io.load_torch_state_dict(state_dict(np.float64), target)
     assert variables["params"]["head"]["kernel"].dtype == jnp.bfloat16
 
@@ -93,7 +118,7 @@ def test_infinities_and_nans_are_kept(target):
     ids=["float64-to-float32", "float32-to-float16", "float64-to-bfloat16"],
 )
 def test_overflow_is_an_error(value, dtype, target_dtype, largest):
-    target = Net(dtype=target_dtype).init(jax.random.key(0), X)
+    target = make_variables(target_dtype)
     source = state_dict(dtype)
     source["head.bias"][3] = value
     name = np.dtype(target_dtype).name
@@ -139,13 +164,13 @@ def test_non_float_weights_need_allow_cast(target, dtype, family):
 def test_allow_cast_keeps_every_value_or_fails():
     source = state_dict()
     source["up.bias"] = np.array([1 + 2j, 3], np.complex64)
-    target = Net().init(jax.random.key(0), X)
+    target = make_variables()
     with pytest.raises(
         ValueError, match=r"entry 'up\.bias': .* complex64 with nonzero imaginary parts"
     ):
         io.load_torch_state_dict(source, target, allow_cast=True)
     source["up.bias"] = np.array([70000, 1], np.int64)  # Beyond float16's range.
-    target16 = Net(dtype=jnp.float16).init(jax.random.key(0), X)
+    target16 = make_variables(jnp.float16)
     with pytest.raises(
         ValueError, match=r"its value 70000 does not fit the target's dtype float16"
     ):
@@ -264,11 +289,11 @@ FAILING = {
 @pytest.mark.parametrize("case", list(FAILING))
 @pytest.mark.parametrize("kind", ["numpy", "jax", "frozen"])
 def test_failed_load_leaves_target_untouched(case, kind):
-    variables = Net().init(jax.random.key(0), X)
+    built = make_variables()
     target = {
-        "numpy": jax.tree_util.tree_map(np.array, variables),
-        "jax": variables,
-        "frozen": freeze(variables),
+        "numpy": jax.tree_util.tree_map(np.array, built),
+        "jax": built,
+        "frozen": freeze(built),
     }[kind]
     before = copy.deepcopy(leaves(target))
     ids = jax.tree_util.tree_map(id, target)
@@ -282,7 +307,7 @@ def test_failed_load_leaves_target_untouched(case, kind):
 
 
 def test_success_does_not_modify_target():
-    target = jax.tree_util.tree_map(np.array, Net().init(jax.random.key(0), X))
+    target = jax.tree_util.tree_map(np.array, make_variables())
     before = copy.deepcopy(leaves(target))
     io.load_torch_state_dict(state_dict(), target)
     for name, value in leaves(target).items():

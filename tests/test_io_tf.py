@@ -125,9 +125,10 @@ def test_skipped_entries_are_logged(trained, caplog):
         io.load_tf_checkpoint(paths["Checkpoint.save"], io.abstract_variables(Port(), X))
     (message,) = caplog.messages
     assert message.startswith(
-        f"load_tf_checkpoint: {paths['Checkpoint.save']!r}: loaded 10 weights; skipped "
+        f"load_tf_checkpoint: {paths['Checkpoint.save']!r}: loaded 10 weights; skipped 20 "
+        f"entries: _CHECKPOINTABLE_OBJECT_GRAPH, optimizer/_iterations, "
     )
-    assert "save_counter" in message and "optimizer/_iterations" in message
+    assert message.endswith(", and 10 more")
 
 
 def test_keras3_model_in_a_checkpoint(tf, tmp_path):

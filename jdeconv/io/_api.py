@@ -102,6 +102,7 @@ def _finish(
         function, contents, target, mapping, strict=strict, allow_cast=allow_cast
     )
     logger.info("%s: %s: %s", function, location, report)
+    logger.debug("%s: %s: %r", function, location, report)
     return (variables, report) if return_report else variables
 
 

@@ -59,12 +59,16 @@ _TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _UNNAMED_ORDER = (*_TARGETS["weight"], *_TARGETS["bias"], *_TARGETS["mean"], *_TARGETS["var"])
 
+# How many names of each kind a report's text shows (its fields hold them all).
+_SHOWN = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadReport:
     """What a load did with the source's entries and the target's variables.
 
-    Target variables are written ``collection/module/path/name``.
+    Target variables are written ``collection/module/path/name``. Its text
+    (``str(report)``) shows the first few names of each kind.
 
     Attributes:
       loaded: ``(source entry, target variable)`` pairs, one per weight loaded.
@@ -98,7 +102,9 @@ class LoadReport:
         ):
             if names:
                 noun = "entry" if len(names) == 1 else "entries"
-                parts.append(f"{label} {len(names)} {noun}: {', '.join(names)}")
+                shown = ", ".join(names[:_SHOWN])
+                more = f", and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+                parts.append(f"{label} {len(names)} {noun}: {shown}{more}")
         return "; ".join(parts)
 
 

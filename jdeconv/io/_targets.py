@@ -87,7 +87,8 @@ def abstract_variables(module: nn.Module, *args: Any, **kwargs: Any) -> dict[str
     order: dict[tuple[str, ...], None] = {}
 
     def record(call: Callable, call_args: Any, call_kwargs: Any, context: Any) -> Any:
-        order.setdefault(tuple(context.module.path), None)
+        if context.module.scope is not None:  # Unbound modules (helpers) have no path.
+            order.setdefault(tuple(context.module.path), None)
         return call(*call_args, **call_kwargs)
 
     with nn.intercept_methods(record):

@@ -1,12 +1,13 @@
-"""Gradients of random configurations never abort the process.
+"""Derivatives of random configurations, in every mode, never abort the process.
 
 XLA's own transposes of dilated convolutions can abort the Python process
 (a C++ ``Check failed`` in its algebraic simplifier) for some combinations of
 stride, dilation and padding. jdeconv never asks XLA for those transposes:
-every derivative goes through its own adjoint maps. These tests run first and
-second derivatives of random configurations in a child process, so that an
-abort shows up as a failed test with the offending configuration instead of
-killing the test run.
+every derivative goes through its own three primitives. These tests run
+first and second derivatives of random configurations in a child process, in
+reverse mode, forward mode and both nestings of the two (Hessian-vector
+products), so that an abort shows up as a failed test with the offending
+configuration instead of killing the test run.
 """
 
 from __future__ import annotations
@@ -41,14 +42,21 @@ CHILD = textwrap.dedent(
             return jnp.sum(jnp.sin(y))
 
         grad = jax.grad(loss, argnums=(0, 1))
-        outputs = [grad]
+
+        def forward(x, w):
+            return jax.jvp(loss, (x, w), (jnp.cos(x), jnp.cos(w)))
+
+        outputs = [grad, forward]
         if second_order:
             outputs.append(jax.grad(
                 lambda x, w: sum(jnp.sum(g ** 2) for g in grad(x, w)), argnums=(0, 1)))
+            # Hessian-vector products, forward over reverse and reverse over forward.
+            outputs.append(lambda x, w: jax.jvp(grad, (x, w), (jnp.cos(x), jnp.cos(w)))[1])
+            outputs.append(jax.grad(lambda x, w: forward(x, w)[1], argnums=(0, 1)))
         for f in outputs:
-            for g in jax.jit(f)(x, w):
+            for g in jax.tree.leaves(jax.jit(f)(x, w)):
                 if not bool(jnp.all(jnp.isfinite(g))):
-                    raise SystemExit("non-finite gradient")
+                    raise SystemExit("non-finite derivative")
     print("ALL OK", flush=True)
     """
 )
@@ -71,7 +79,7 @@ def run_child(seed, count, second_order, method):
 
 
 @pytest.mark.parametrize("method", jdeconv.METHODS)
-def test_first_and_second_order_gradients_never_abort(method):
+def test_derivatives_in_every_mode_never_abort(method):
     run_child(seed=100, count=6, second_order=True, method=method)
 
 

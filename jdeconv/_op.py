@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -254,27 +254,53 @@ def conv3d_transpose(
     )
 
 
-def _conv_transpose(
+class Operands(NamedTuple):
+    """The op's checked array arguments and options, ready for :func:`apply`."""
+
+    x: jax.Array
+    w: jax.Array
+    channels_last: bool
+    groups: int
+    method: str
+    precision: Any
+    preferred_element_type: Any
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:-1] if self.channels_last else self.x.shape[2:])
+
+    @property
+    def kernel_size(self) -> tuple[int, ...]:
+        return tuple(self.w.shape[:-2])
+
+    @property
+    def out_channels(self) -> int:
+        return self.w.shape[-2] * self.groups
+
+
+def check_operands(
     function: str,
+    input: Any,
+    filters: Any,
     num_spatial: int | None,
-    input: ArrayLike,
-    filters: ArrayLike,
-    output_shape: Any,
-    strides: Any,
-    padding: Any,
     data_format: Any,
-    dilations: Any,
-    name: Any,
     *,
-    groups: Any,
-    method: Any,
-    precision: Any,
-    preferred_element_type: Any,
-) -> jax.Array:
-    """Checks the arguments of a public op, builds its geometry and applies it."""
+    groups: Any = 1,
+    method: Any = "auto",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> Operands:
+    """Checks the arrays, layout, groups and options of a TensorFlow-style call.
+
+    ``input`` and ``filters`` are promoted to one floating-point dtype.
+    ``num_spatial`` of ``None`` takes it from ``input`` (the N-d op).
+
+    Raises:
+      TypeError: on an argument of the wrong kind or a non-floating dtype.
+      ValueError: on a rank, layout, channel or groups mismatch, or a bad option.
+    """
     x = _checks.floating_array(function, "input", input)
     w = _checks.floating_array(function, "filters", filters)
-    name = _checks.optional_name(function, "name", name)
     method = _checks.one_of(function, "method", method, METHODS)
     precision = _checks.precision(function, "precision", precision)
     preferred_element_type = _checks.floating_dtype(
@@ -304,61 +330,101 @@ def _conv_transpose(
             f"{function}: `preferred_element_type` must not be narrower than the dtype "
             f"of `input` and `filters` ({dtype}), got {jnp.dtype(preferred_element_type)}."
         )
-    x, w = x.astype(dtype), w.astype(dtype)
-
     channels_last = _shapes.normalize_data_format(function, data_format, num_spatial)
-    strides = _shapes.normalize_window_argument(
-        function, "strides", strides, num_spatial, channels_last
-    )
-    dilations = _shapes.normalize_window_argument(
-        function, "dilations", dilations, num_spatial, channels_last
-    )
-    batch_size = x.shape[0]
     in_channels = x.shape[-1] if channels_last else x.shape[1]
-    input_size = x.shape[1:-1] if channels_last else x.shape[2:]
-    *kernel_size, out_per_group, filter_in_channels = w.shape
     groups = _checks.positive_integer(function, "groups", groups)
     if in_channels % groups:
         raise ValueError(
             f"{function}: `groups` must divide the {in_channels} input channels, got {groups}."
         )
-    if filter_in_channels != in_channels:
+    if w.shape[-1] != in_channels:
         raise ValueError(
-            f"{function}: `filters` have {filter_in_channels} input channels "
+            f"{function}: `filters` have {w.shape[-1]} input channels "
             f"(last axis), but `input` has {in_channels} channels; input shape "
             f"{x.shape}, filters shape {w.shape}, data_format {data_format!r}."
         )
-    if any(k < 1 for k in kernel_size):
+    if any(k < 1 for k in w.shape[:-2]):
         raise ValueError(f"{function}: `filters` spatial sizes must be >= 1, got shape {w.shape}.")
-    output_size = _shapes.normalize_output_shape(
-        function,
-        _static_output_shape(function, output_shape),
-        num_spatial,
+    return Operands(
+        x.astype(dtype),
+        w.astype(dtype),
         channels_last,
-        batch_size=batch_size,
-        out_channels=out_per_group * groups,
+        groups,
+        method,
+        precision,
+        preferred_element_type,
     )
+
+
+def _conv_transpose(
+    function: str,
+    num_spatial: int | None,
+    input: ArrayLike,
+    filters: ArrayLike,
+    output_shape: Any,
+    strides: Any,
+    padding: Any,
+    data_format: Any,
+    dilations: Any,
+    name: Any,
+    *,
+    groups: Any,
+    method: Any,
+    precision: Any,
+    preferred_element_type: Any,
+) -> jax.Array:
+    """Checks the arguments of a public op, builds its geometry and applies it."""
+    operands = check_operands(
+        function,
+        input,
+        filters,
+        num_spatial,
+        data_format,
+        groups=groups,
+        method=method,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    name = _checks.optional_name(function, "name", name)
+    num_spatial = operands.x.ndim - 2
+    channels_last = operands.channels_last
     geometry = _shapes.make_geometry(
         function,
-        input_size=input_size,
-        kernel_size=kernel_size,
-        output_size=output_size,
-        strides=strides,
-        dilations=dilations,
+        input_size=operands.input_size,
+        kernel_size=operands.kernel_size,
+        output_size=_shapes.normalize_output_shape(
+            function,
+            _static_output_shape(function, output_shape),
+            num_spatial,
+            channels_last,
+            batch_size=operands.x.shape[0],
+            out_channels=operands.out_channels,
+        ),
+        strides=_shapes.normalize_window_argument(
+            function, "strides", strides, num_spatial, channels_last
+        ),
+        dilations=_shapes.normalize_window_argument(
+            function, "dilations", dilations, num_spatial, channels_last
+        ),
         padding=_shapes.normalize_padding(function, padding, num_spatial, channels_last),
         channels_last=channels_last,
-        groups=groups,
+        groups=operands.groups,
     )
     scope = jax.named_scope(name) if name else contextlib.nullcontext()
     with scope:
-        return apply(
-            x,
-            w,
-            geometry,
-            method=method,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-        )
+        return apply_operands(operands, geometry)
+
+
+def apply_operands(operands: Operands, geometry: _shapes.ConvTransposeGeometry) -> jax.Array:
+    """:func:`apply` with the arrays and options of checked :class:`Operands`."""
+    return apply(
+        operands.x,
+        operands.w,
+        geometry,
+        method=operands.method,
+        precision=operands.precision,
+        preferred_element_type=operands.preferred_element_type,
+    )
 
 
 def apply(

@@ -308,6 +308,17 @@ def normalize_padding(
     return int_pairs[1:-1] if channels_last else int_pairs[2:]
 
 
+def full_pairs(spatial: Sequence[tuple[int, int]], channels_last: bool) -> list[tuple[int, int]]:
+    """Spatial ``(before, after)`` pairs as ``N + 2`` pairs in the layout's order.
+
+    >>> full_pairs([(1, 2)], channels_last=False)
+    [(0, 0), (0, 0), (1, 2)]
+    """
+    if channels_last:
+        return [(0, 0), *spatial, (0, 0)]
+    return [(0, 0), (0, 0), *spatial]
+
+
 def accepted_output_sizes(
     input_size: int,
     kernel_size: int,
@@ -364,6 +375,86 @@ def forward_padding(
         before = padding[0]
     after = (input_size - 1) * stride + k_eff - output_size - before
     return before, after
+
+
+def from_exact_padding(
+    function: str,
+    input_size: Sequence[int],
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    exact: Sequence[tuple[int, int]],
+    nominal: Sequence[tuple[int, int]] | None = None,
+) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """Output size and padding in TensorFlow's terms for a forward padding of any sign.
+
+    Other frameworks let the forward convolution's padding be negative (a
+    PyTorch ``output_padding`` of at least the stride, a ``jax.lax`` padding
+    larger than ``k_eff - 1``). A negative entry places output positions
+    beyond every kernel tap: they are zeros, which TensorFlow's output-size
+    rule cannot express, so they are returned apart, as zero padding of the
+    result.
+
+    Args:
+      function: name of the public function, for error messages.
+      input_size: the input's spatial sizes.
+      kernel_size: the kernel's spatial sizes.
+      strides: one stride per spatial dimension.
+      dilations: one dilation per spatial dimension.
+      exact: the forward convolution's ``(before, after)`` padding, of any sign.
+      nominal: the padding as the source spells it (PyTorch's symmetric
+        ``padding``), used instead wherever TensorFlow's rule accepts it at
+        the same output size, since it then describes the same geometry.
+
+    Returns:
+      ``(output_size, padding, zero_padding)``: the op's spatial output size,
+      its non-negative ``(before, after)`` padding, and the zeros to add
+      around the op's result.
+
+    Raises:
+      ValueError: if the output would be empty, or lie wholly outside the
+        kernel's reach.
+
+    >>> from_exact_padding("f", (4,), (3,), (2,), (1,), [(1, 0)], nominal=[(1, 1)])
+    ((8,), ((1, 1),), ((0, 0),))
+    >>> from_exact_padding("f", (4,), (3,), (1,), (3,), [(0, -2)])
+    ((10,), ((0, 0),), ((0, 2),))
+    """
+    sizes = [
+        (i - 1) * s + effective_kernel_size(k, d) - before - after
+        for i, k, s, d, (before, after) in zip(
+            input_size, kernel_size, strides, dilations, exact, strict=True
+        )
+    ]
+    for dim, size in enumerate(sizes):
+        if size < 1:
+            raise ValueError(
+                f"{function}: the output size in spatial dimension {dim} would be "
+                f"{size}; it must be >= 1 (input size {input_size[dim]}, kernel size "
+                f"{kernel_size[dim]}, stride {strides[dim]}, dilation {dilations[dim]}, "
+                f"forward padding {exact[dim]})."
+            )
+    no_zeros = ((0, 0),) * len(sizes)
+    if nominal is not None and all(
+        before >= 0 and after >= 0 and size in accepted_output_sizes(i, k, s, d, (before, after))
+        for (before, after), size, i, k, s, d in zip(
+            nominal, sizes, input_size, kernel_size, strides, dilations, strict=True
+        )
+    ):
+        return tuple(sizes), tuple((int(b), int(a)) for b, a in nominal), no_zeros
+    padding, zeros, inner = [], [], []
+    for dim, (size, (before, after)) in enumerate(zip(sizes, exact, strict=True)):
+        lead, trail = max(-before, 0), max(-after, 0)
+        if size - lead - trail < 0:
+            raise ValueError(
+                f"{function}: the padding {tuple(exact[dim])} of spatial dimension {dim} "
+                f"places the whole output outside the kernel's reach; such a layer "
+                f"only outputs zeros (and its bias)."
+            )
+        padding.append((max(before, 0), max(after, 0)))
+        zeros.append((lead, trail))
+        inner.append(size - lead - trail)
+    return tuple(inner), tuple(padding), tuple(zeros)
 
 
 def make_geometry(

@@ -41,7 +41,6 @@ Example, a PyTorch layer's weight and arguments in jdeconv's terms:
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,8 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jdeconv import _shapes
-from jdeconv._op import conv_transpose
+from jdeconv import _checks, _op, _shapes, _torch_rules
 
 __all__ = [
     "ConvTransposeArgs",
@@ -130,10 +128,7 @@ class ConvTransposeArgs:
         channels_last = _shapes.normalize_data_format(
             "ConvTransposeArgs.op_padding", data_format, self.num_spatial
         )
-        spatial = list(self.padding)
-        if channels_last:
-            return [(0, 0), *spatial, (0, 0)]
-        return [(0, 0), (0, 0), *spatial]
+        return _shapes.full_pairs(self.padding, channels_last)
 
     def forward_padding(self, input_size: Sequence[int], kernel_size: Sequence[int]) -> Pairs:
         """The exact forward-convolution padding, zero padding included.
@@ -171,7 +166,11 @@ class ConvTransposeArgs:
         groups: int = 1,
         **op_kwargs: Any,
     ) -> jax.Array:
-        """Applies :func:`jdeconv.conv_transpose` with these arguments.
+        """Applies the transposed convolution with these arguments.
+
+        The same as :func:`jdeconv.conv_transpose` with ``output_shape``,
+        ``strides``, ``padding`` and ``dilations`` from here, followed by the
+        ``output_zero_padding``.
 
         Args:
           input: ``(N, *spatial, C_in)``, or channels-first with a
@@ -191,22 +190,24 @@ class ConvTransposeArgs:
           >>> args(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 5, 2))).shape
           (1, 8, 8, 5)
         """
-        y = conv_transpose(
-            input,
-            filters,
-            self.output_size,
-            self.strides,
-            self.op_padding(data_format),
-            data_format,
-            self.dilations,
-            groups=groups,
-            **op_kwargs,
+        function = "ConvTransposeArgs"
+        operands = _op.check_operands(
+            function, input, filters, self.num_spatial, data_format, groups=groups, **op_kwargs
         )
+        geometry = _shapes.make_geometry(
+            function,
+            input_size=operands.input_size,
+            kernel_size=operands.kernel_size,
+            output_size=self.output_size,
+            strides=self.strides,
+            dilations=self.dilations,
+            padding=self.padding,
+            channels_last=operands.channels_last,
+            groups=operands.groups,
+        )
+        y = _op.apply_operands(operands, geometry)
         if any(pair != (0, 0) for pair in self.output_zero_padding):
-            channels_last = data_format is None or data_format.endswith("C")
-            spatial = list(self.output_zero_padding)
-            pads = [(0, 0), *spatial, (0, 0)] if channels_last else [(0, 0), (0, 0), *spatial]
-            y = jnp.pad(y, pads)
+            y = jnp.pad(y, _shapes.full_pairs(self.output_zero_padding, operands.channels_last))
         return y
 
 
@@ -214,31 +215,9 @@ class ConvTransposeArgs:
 # Helpers
 
 
-def _array(function: str, argument: str, value: Any) -> Any:
-    """A NumPy or JAX array (PyTorch tensors become NumPy arrays)."""
-    if isinstance(value, jax.Array | np.ndarray):
-        return value
-    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        return _torch_to_numpy(value)
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
-        ) from None
-    if array.dtype == object:
-        raise TypeError(f"{function}: `{argument}` must be an array, got {type(value).__name__}.")
-    return array
-
-
-def _torch_to_numpy(tensor: Any) -> np.ndarray:
-    """A PyTorch tensor as a NumPy array (``bfloat16`` as ``jnp.bfloat16``)."""
-    tensor = tensor.detach().cpu()
-    if str(tensor.dtype) == "torch.bfloat16":
-        import torch
-
-        return tensor.view(torch.int16).numpy().view(jnp.bfloat16)
-    return tensor.numpy()
+# The conversion of PyTorch tensors lives in _checks; jdeconv.io still reads
+# it under this name.
+_torch_to_numpy = _checks.torch_to_numpy
 
 
 def _check_kernel_rank(function: str, argument: str, kernel: Any, layout: str) -> int:
@@ -254,43 +233,6 @@ def _flip_spatial(kernel: Any, num_spatial: int) -> Any:
     return kernel[(slice(None, None, -1),) * num_spatial]
 
 
-def _int(function: str, argument: str, value: Any) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{function}: `{argument}` must hold integers, got {type(value).__name__} {value!r}."
-        ) from None
-
-
-def _per_dim(
-    function: str, argument: str, value: Any, num_spatial: int, *, allow_one: bool = True
-) -> tuple[int, ...]:
-    """An int or a sequence of ``num_spatial`` ints (or of one, broadcast)."""
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return (int(value),) * num_spatial
-    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(
-            f"{function}: `{argument}` must be an int or a sequence of ints, "
-            f"got {type(value).__name__} {value!r}."
-        )
-    values = tuple(_int(function, argument, v) for v in value)
-    if allow_one and len(values) == 1:
-        return values * num_spatial
-    if len(values) != num_spatial:
-        lengths = f"1 or {num_spatial}" if allow_one and num_spatial != 1 else f"{num_spatial}"
-        raise ValueError(
-            f"{function}: `{argument}` must be an int or have length {lengths}, got {values}."
-        )
-    return values
-
-
-def _effective(kernel_size: Sequence[int], dilations: Sequence[int]) -> tuple[int, ...]:
-    return tuple((k - 1) * d + 1 for k, d in zip(kernel_size, dilations, strict=True))
-
-
 def _resolve(
     function: str,
     input_size: tuple[int, ...],
@@ -302,65 +244,12 @@ def _resolve(
 ) -> ConvTransposeArgs:
     """Arguments for exact forward padding ``exact`` (entries of any sign).
 
-    ``nominal`` is the padding as the source spells it (PyTorch's symmetric
-    ``padding``); it is used where TensorFlow's rule accepts it, since it then
-    describes the same geometry. Otherwise negative entries become zero
-    padding of the result.
+    See :func:`jdeconv._shapes.from_exact_padding`.
     """
-    sizes = [
-        (i - 1) * s + k_eff - before - after
-        for i, s, k_eff, (before, after) in zip(
-            input_size, strides, _effective(kernel_size, dilations), exact, strict=True
-        )
-    ]
-    for dim, size in enumerate(sizes):
-        if size < 1:
-            raise ValueError(
-                f"{function}: the output size in spatial dimension {dim} would be "
-                f"{size}; it must be >= 1 (input size {input_size[dim]}, kernel size "
-                f"{kernel_size[dim]}, stride {strides[dim]}, dilation {dilations[dim]}, "
-                f"forward padding {exact[dim]})."
-            )
-    if nominal is not None and all(
-        before >= 0
-        and after >= 0
-        and size in _shapes.accepted_output_sizes(i, k, s, d, (before, after))
-        for (before, after), size, i, k, s, d in zip(
-            nominal, sizes, input_size, kernel_size, strides, dilations, strict=True
-        )
-    ):
-        return ConvTransposeArgs(tuple(sizes), strides, nominal, dilations, ((0, 0),) * len(sizes))
-    padding = []
-    zeros = []
-    inner = []
-    for dim, (size, (before, after)) in enumerate(zip(sizes, exact, strict=True)):
-        lead, trail = max(-before, 0), max(-after, 0)
-        if size - lead - trail < 0:
-            raise ValueError(
-                f"{function}: the padding {exact[dim]} of spatial dimension {dim} "
-                f"places the whole output outside the kernel's reach; such a layer "
-                f"only outputs zeros (and its bias)."
-            )
-        padding.append((max(before, 0), max(after, 0)))
-        zeros.append((lead, trail))
-        inner.append(size - lead - trail)
-    return ConvTransposeArgs(tuple(inner), strides, tuple(padding), dilations, tuple(zeros))
-
-
-def _sizes(function: str, argument: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return (int(value),)
-    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(
-            f"{function}: `{argument}` must be a sequence of ints, got "
-            f"{type(value).__name__} {value!r}."
-        )
-    sizes = tuple(_int(function, argument, v) for v in value)
-    if not sizes or any(v < 1 for v in sizes):
-        raise ValueError(
-            f"{function}: `{argument}` must hold one size >= 1 per spatial dimension, got {sizes}."
-        )
-    return sizes
+    output_size, padding, zeros = _shapes.from_exact_padding(
+        function, input_size, kernel_size, strides, dilations, exact, nominal
+    )
+    return ConvTransposeArgs(output_size, strides, padding, dilations, zeros)
 
 
 # --------------------------------------------------------------------------
@@ -386,7 +275,7 @@ def kernel_from_torch(weight: ArrayLike) -> Any:
       >>> kernel_from_torch(np.zeros((6, 2, 3, 5))).shape
       (3, 5, 2, 6)
     """
-    w = _array("kernel_from_torch", "weight", weight)
+    w = _checks.array_data("kernel_from_torch", "weight", weight)
     n = _check_kernel_rank("kernel_from_torch", "weight", w, "(in, out / groups, *kernel)")
     return w.transpose(*range(2, n + 2), 1, 0)
 
@@ -401,112 +290,9 @@ def kernel_to_torch(filters: ArrayLike) -> Any:
       >>> kernel_to_torch(np.zeros((3, 5, 2, 6))).shape
       (6, 2, 3, 5)
     """
-    w = _array("kernel_to_torch", "filters", filters)
+    w = _checks.array_data("kernel_to_torch", "filters", filters)
     n = _check_kernel_rank("kernel_to_torch", "filters", w, "[*kernel, out / groups, in]")
     return w.transpose(n + 1, n, *range(n))
-
-
-_TORCH_DIM_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
-
-
-def _torch_dims(name: str, values: Sequence[int], sep: str = " ") -> str:
-    names = _TORCH_DIM_NAMES.get(len(values), tuple(str(i) for i in range(len(values))))
-    return sep.join(f"{name}_{dim}: {v}" for dim, v in zip(names, values, strict=True))
-
-
-def _torch_arguments(
-    function: str,
-    num_spatial: int,
-    stride: Any,
-    padding: Any,
-    output_padding: Any,
-    dilation: Any,
-) -> tuple[tuple[int, ...], ...]:
-    """PyTorch's argument checks, with PyTorch's messages."""
-    values = []
-    for argument, value in (
-        ("stride", stride),
-        ("padding", padding),
-        ("output_padding", output_padding),
-        ("dilation", dilation),
-    ):
-        if isinstance(value, str):
-            raise TypeError(
-                f"{function}: argument '{argument}' must be tuple of ints, not str "
-                f"(PyTorch's transposed convolutions have no string padding)."
-            )
-        try:
-            values.append(_per_dim(function, argument, value, num_spatial))
-        except ValueError:
-            shown = list(value) if isinstance(value, Sequence) else value
-            raise ValueError(
-                f"{function}: expected {argument} to be a single integer value or a list "
-                f"of {num_spatial} values to match the convolution dimensions, but got "
-                f"{argument}={shown}"
-            ) from None
-    strides, pads, output_pads, dilations = values
-    if any(s < 1 for s in strides):
-        raise ValueError(f"{function}: non-positive stride is not supported, got {strides}.")
-    if any(p < 0 for p in pads):
-        raise ValueError(f"{function}: negative padding is not supported, got {pads}.")
-    if any(p < 0 for p in output_pads):
-        raise ValueError(
-            f"{function}: negative output_padding is not supported, got {output_pads}."
-        )
-    if any(d < 1 for d in dilations):
-        raise ValueError(
-            f"{function}: dilation should be greater than zero, but got "
-            f"{_torch_dims('dilation', dilations, ', ')}"
-        )
-    if any(op >= s and op >= d for op, s, d in zip(output_pads, strides, dilations, strict=True)):
-        raise ValueError(
-            f"{function}: output padding must be smaller than either stride or dilation, "
-            f"but got {_torch_dims('output_padding', output_pads)} "
-            f"{_torch_dims('stride', strides)} {_torch_dims('dilation', dilations)}"
-        )
-    return strides, pads, output_pads, dilations
-
-
-def _from_torch(
-    function: str,
-    input_size: tuple[int, ...],
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    output_padding: Any,
-    dilation: Any,
-) -> ConvTransposeArgs:
-    n = len(input_size)
-    kernel = _per_dim(function, "kernel_size", kernel_size, n)
-    if any(k < 1 for k in kernel):
-        raise ValueError(
-            f"{function}: kernel size should be greater than zero, but got "
-            f"{_torch_dims('kernel', kernel)}"
-        )
-    strides, pads, output_pads, dilations = _torch_arguments(
-        function, n, stride, padding, output_padding, dilation
-    )
-    sizes = [
-        (i - 1) * s - 2 * p + (k - 1) * d + op + 1
-        for i, s, p, k, d, op in zip(
-            input_size, strides, pads, kernel, dilations, output_pads, strict=True
-        )
-    ]
-    if any(size < 1 for size in sizes):
-        raise ValueError(
-            f"{function}: Given input size per channel: ({' x '.join(map(str, input_size))}). "
-            f"Calculated output size per channel: ({' x '.join(map(str, sizes))}). "
-            f"Output size is too small"
-        )
-    return _resolve(
-        function,
-        input_size,
-        kernel,
-        strides,
-        dilations,
-        exact=tuple((p, p - op) for p, op in zip(pads, output_pads, strict=True)),
-        nominal=tuple((p, p) for p in pads),
-    )
 
 
 def padding_from_torch(
@@ -549,14 +335,19 @@ def padding_from_torch(
       (14,)
     """
     function = "padding_from_torch"
-    return _from_torch(
+    input_size = _checks.sizes(function, "input_size", input_size)
+    window = _torch_rules.check_window(
+        function, len(input_size), kernel_size, stride, padding, output_padding, dilation
+    )
+    sizes = _torch_rules.output_size(function, input_size, window)
+    return _resolve(
         function,
-        _sizes(function, "input_size", input_size),
-        kernel_size,
-        stride,
-        padding,
-        output_padding,
-        dilation,
+        input_size,
+        window.kernel_size,
+        window.strides,
+        window.dilations,
+        exact=window.forward_padding(input_size, sizes),
+        nominal=tuple((p, p) for p in window.padding),
     )
 
 
@@ -588,7 +379,9 @@ def padding_to_torch(
             f"sides and adds `output_padding` at the end, so it needs before >= after "
             f">= -output_padding and before >= 0; got forward padding {pairs}."
         )
-    _torch_arguments(function, len(pairs), args.strides, pads, output_pads, args.dilations)
+    _torch_rules.check_window(
+        function, len(pairs), tuple(kernel_size), args.strides, pads, output_pads, args.dilations
+    )
     return pads, output_pads
 
 
@@ -657,7 +450,7 @@ def kernel_from_lax(
       array([4., 2., 0.])
     """
     function = "kernel_from_lax"
-    k = _array(function, "kernel", kernel)
+    k = _checks.array_data(function, "kernel", kernel)
     n = _check_kernel_rank(function, "kernel", k, "(as given by `dimension_numbers`)")
     dn = _lax_dimension_numbers(function, k.ndim, dimension_numbers)
     spatial, _ = _lax_kernel_order(dn)
@@ -683,7 +476,7 @@ def kernel_to_lax(
       (5, 2, 3, 3)
     """
     function = "kernel_to_lax"
-    w = _array(function, "filters", filters)
+    w = _checks.array_data(function, "filters", filters)
     n = _check_kernel_rank(function, "filters", w, "[*kernel, out, in]")
     dn = _lax_dimension_numbers(function, w.ndim, dimension_numbers)
     spatial, _ = _lax_kernel_order(dn)
@@ -739,7 +532,9 @@ def _lax_explicit(
             raise ValueError(
                 f"{function}: `padding` must be {num_spatial} (low, high) pairs, got {padding!r}."
             ) from None
-        pairs.append((_int(function, "padding", low), _int(function, "padding", high)))
+        pairs.append(
+            (_checks.integer(function, "padding", low), _checks.integer(function, "padding", high))
+        )
     if len(pairs) != num_spatial:
         raise ValueError(
             f"{function}: `padding` must be {num_spatial} (low, high) pairs, one per "
@@ -767,7 +562,7 @@ def _from_lax(
         sizes = _keras_sizes(input_size, kernel_size, strides, dilations, padding, None)
         zeros = ((0, 0),) * len(sizes)
         return ConvTransposeArgs(sizes, strides, padding, dilations, zeros)
-    k_eff = _effective(kernel_size, dilations)
+    k_eff = tuple(map(_shapes.effective_kernel_size, kernel_size, dilations))
     if consistent:
         exact = padding
     else:
@@ -815,8 +610,8 @@ def padding_from_lax(
       (((1, 1),), (10,))
     """
     function = "padding_from_lax"
-    input_shape = tuple(_int(function, "input_shape", v) for v in input_shape)
-    kernel_shape = tuple(_int(function, "kernel_shape", v) for v in kernel_shape)
+    input_shape = tuple(_checks.integer(function, "input_shape", v) for v in input_shape)
+    kernel_shape = tuple(_checks.integer(function, "kernel_shape", v) for v in kernel_shape)
     if len(input_shape) != len(kernel_shape) or len(input_shape) < 3:
         raise ValueError(
             f"{function}: `input_shape` and `kernel_shape` must have the same rank, at "
@@ -825,9 +620,9 @@ def padding_from_lax(
     dn = _lax_dimension_numbers(function, len(input_shape), dimension_numbers)
     n = len(input_shape) - 2
     _, order = _lax_kernel_order(dn)  # conv dimension of each input spatial axis
-    conv_strides = _per_dim(function, "strides", strides, n, allow_one=False)
-    conv_dilations = _per_dim(
-        function, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, n, allow_one=False
+    conv_strides = _checks.integer_tuple(function, "strides", strides, n)
+    conv_dilations = _checks.integer_tuple(
+        function, "rhs_dilation", 1 if rhs_dilation is None else rhs_dilation, n
     )
     conv_padding = _lax_explicit(function, padding, n, flax_style=False)
     return _from_lax(
@@ -870,7 +665,9 @@ def _to_lax_padding(
         return pairs
     return tuple(
         (k - 1 - before, k - 1 - after)
-        for k, (before, after) in zip(_effective(kernel_size, args.dilations), pairs, strict=True)
+        for k, (before, after) in zip(
+            map(_shapes.effective_kernel_size, kernel_size, args.dilations), pairs, strict=True
+        )
     )
 
 
@@ -913,7 +710,7 @@ def kernel_from_flax(kernel: ArrayLike, transpose_kernel: bool = False) -> Any:
              [0., 1.]])
     """
     function = "kernel_from_flax"
-    k = _array(function, "kernel", kernel)
+    k = _checks.array_data(function, "kernel", kernel)
     n = _check_kernel_rank(function, "kernel", k, "(*kernel, in, out)")
     if transpose_kernel:
         return k
@@ -931,7 +728,7 @@ def kernel_to_flax(filters: ArrayLike, transpose_kernel: bool = False) -> Any:
       (3, 3, 2, 5)
     """
     function = "kernel_to_flax"
-    w = _array(function, "filters", filters)
+    w = _checks.array_data(function, "filters", filters)
     n = _check_kernel_rank(function, "filters", w, "[*kernel, out, in]")
     if transpose_kernel:
         return w
@@ -976,16 +773,12 @@ def padding_from_flax(
       ((1, 1),)
     """
     function = "padding_from_flax"
-    input_size = _sizes(function, "input_size", input_size)
+    input_size = _checks.sizes(function, "input_size", input_size)
     n = len(input_size)
-    kernel = _per_dim(function, "kernel_size", kernel_size, n, allow_one=False)
-    strides_ = _per_dim(function, "strides", 1 if strides is None else strides, n, allow_one=False)
-    dilations = _per_dim(
-        function,
-        "kernel_dilation",
-        1 if kernel_dilation is None else kernel_dilation,
-        n,
-        allow_one=False,
+    kernel = _checks.integer_tuple(function, "kernel_size", kernel_size, n)
+    strides_ = _checks.integer_tuple(function, "strides", 1 if strides is None else strides, n)
+    dilations = _checks.integer_tuple(
+        function, "kernel_dilation", 1 if kernel_dilation is None else kernel_dilation, n
     )
     return _from_lax(
         function,
@@ -1029,7 +822,7 @@ def kernel_from_keras(kernel: ArrayLike) -> Any:
       >>> kernel_from_keras(np.zeros((3, 3, 8, 4))).shape
       (3, 3, 8, 4)
     """
-    k = _array("kernel_from_keras", "kernel", kernel)
+    k = _checks.array_data("kernel_from_keras", "kernel", kernel)
     _check_kernel_rank("kernel_from_keras", "kernel", k, "[*kernel, filters, in]")
     return k
 
@@ -1042,7 +835,7 @@ def kernel_to_keras(filters: ArrayLike) -> Any:
       >>> kernel_to_keras(np.zeros((3, 3, 8, 4))).shape
       (3, 3, 8, 4)
     """
-    w = _array("kernel_to_keras", "filters", filters)
+    w = _checks.array_data("kernel_to_keras", "filters", filters)
     _check_kernel_rank("kernel_to_keras", "filters", w, "[*kernel, filters, in]")
     return w
 
@@ -1095,14 +888,16 @@ def padding_from_keras(
       (10, 10)
     """
     function = "padding_from_keras"
-    input_size = _sizes(function, "input_size", input_size)
+    input_size = _checks.sizes(function, "input_size", input_size)
     n = len(input_size)
     if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
         raise ValueError(f"{function}: `padding` must be 'same' or 'valid', got {padding!r}.")
     mode = padding.upper()
-    kernel = _per_dim(function, "kernel_size", kernel_size, n)
-    strides_ = _per_dim(function, "strides", strides, n)
-    dilations = _per_dim(function, "dilation_rate", dilation_rate, n)
+    kernel = _checks.integer_tuple(function, "kernel_size", kernel_size, n, broadcast_one=True)
+    strides_ = _checks.integer_tuple(function, "strides", strides, n, broadcast_one=True)
+    dilations = _checks.integer_tuple(
+        function, "dilation_rate", dilation_rate, n, broadcast_one=True
+    )
     if any(v < 1 for v in (*kernel, *strides_, *dilations)):
         raise ValueError(
             f"{function}: kernel_size, strides and dilation_rate must be >= 1, got "
@@ -1110,7 +905,9 @@ def padding_from_keras(
         )
     output_pads = None
     if output_padding is not None:
-        output_pads = _per_dim(function, "output_padding", output_padding, n)
+        output_pads = _checks.integer_tuple(
+            function, "output_padding", output_padding, n, broadcast_one=True
+        )
         if any(not 0 <= op < s for op, s in zip(output_pads, strides_, strict=True)):
             raise ValueError(
                 f"{function}: `output_padding` must be >= 0 and smaller than the "

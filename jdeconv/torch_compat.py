@@ -12,10 +12,10 @@ parameters ``weight`` and ``bias`` are stored in PyTorch's layout and
 initialised as PyTorch does, so a PyTorch state dict loads as it is (see
 :mod:`jdeconv.io`), and their call takes PyTorch's ``output_size``.
 
-Both are thin: they translate the arguments with
-:func:`jdeconv.convert.padding_from_torch` and
-:func:`jdeconv.convert.kernel_from_torch` and call
-:func:`jdeconv.conv_transpose`.
+Both are thin: they check PyTorch's arguments by PyTorch's rules, build the
+op's geometry from them (explicit padding ``(p, p)`` at PyTorch's output size,
+as :func:`jdeconv.convert.padding_from_torch` computes it), and apply the op
+to the weight in jdeconv's layout (:func:`jdeconv.convert.kernel_from_torch`).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -38,10 +38,10 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from jdeconv import convert
+from jdeconv import _checks, _op, _shapes, _torch_rules, convert
+from jdeconv._lowerings import METHODS
 
 __all__ = [
     "ConvTranspose1d",
@@ -53,19 +53,6 @@ __all__ = [
 ]
 
 IntOrSequence = int | Sequence[int]
-
-_CHANNELS_FIRST = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
-
-
-def _as_array(function: str, argument: str, value: Any) -> jax.Array:
-    if isinstance(value, jax.Array):
-        return value
-    try:
-        return jnp.asarray(convert._array(function, argument, value))
-    except TypeError as error:
-        raise TypeError(
-            f"{function}: `{argument}` must be an array, got {type(value).__name__}: {error}"
-        ) from None
 
 
 def _conv_transpose(
@@ -81,61 +68,85 @@ def _conv_transpose(
     dilation: IntOrSequence,
     method: str,
     precision: jax.lax.PrecisionLike,
+    *,
+    output_size: Sequence[int] | None = None,
+    module: str | None = None,
 ) -> jax.Array:
-    x = _as_array(function, "input", input)
-    w = _as_array(function, "weight", weight)
+    """Checks a PyTorch-style call as PyTorch does, builds its geometry and applies it.
+
+    ``output_size`` (a module's call) replaces ``output_padding``; its errors
+    name ``module``.
+    """
+    x = _checks.array(function, "input", input)
+    w = _checks.array(function, "weight", weight)
     if x.ndim not in (num_spatial + 1, num_spatial + 2):
         raise ValueError(
             f"{function}: Expected {num_spatial + 1}D (unbatched) or {num_spatial + 2}D "
             f"(batched) input to {function}, but got input of size: {list(x.shape)}"
         )
     unbatched = x.ndim == num_spatial + 1
-    if unbatched:
-        x = x[None]
+    batched_shape = (1, *x.shape) if unbatched else x.shape
     if w.ndim != num_spatial + 2:
         raise ValueError(
             f"{function}: `weight` must have {num_spatial + 2} dimensions (in_channels, "
             f"out_channels / groups, *kernel_size), but got weight of size {list(w.shape)}"
         )
-    if isinstance(groups, bool) or not isinstance(groups, int | np.integer):
-        raise TypeError(f"{function}: `groups` must be an int, got {groups!r}.")
-    if groups < 1:
-        raise ValueError(f"{function}: non-positive groups is not supported, got {groups}.")
-    if w.shape[0] % groups:
-        raise ValueError(
-            f"{function}: Given groups={groups}, expected weight to be divisible by "
-            f"{groups} at dimension 0, but got weight of size {list(w.shape)} instead"
-        )
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(
-            f"{function}: Given transposed=1, weight of size {list(w.shape)}, expected "
-            f"input{list(x.shape)} to have {w.shape[0]} channels, but got {x.shape[1]} "
-            f"channels instead"
-        )
+    groups = _checks.integer(function, "groups", groups)
+    window = _torch_rules.check_window(
+        function,
+        num_spatial,
+        w.shape[2:],
+        stride,
+        padding,
+        0 if output_size is not None else output_padding,
+        dilation,
+    )
+    _torch_rules.check_shapes(function, batched_shape, w.shape, groups)
     for argument, array in (("input", x), ("weight", w)):
         if not jnp.issubdtype(array.dtype, jnp.floating):
             raise TypeError(f"{function}: `{argument}` must be floating point, got {array.dtype}.")
-    out_channels = w.shape[1] * groups
     b = None
     if bias is not None:
-        b = _as_array(function, "bias", bias)
-        if b.shape != (out_channels,):
-            raise ValueError(
-                f"{function}: Given transposed=1, weight of size {list(w.shape)}, expected "
-                f"bias to be 1-dimensional with {out_channels} elements, but got bias of "
-                f"size {list(b.shape)} instead"
-            )
-    args = convert._from_torch(
-        function, x.shape[2:], w.shape[2:], stride, padding, output_padding, dilation
+        b = _checks.array(function, "bias", bias)
+        _torch_rules.check_bias(function, w.shape, b.shape, groups)
+    method = _checks.one_of(function, "method", method, METHODS)
+    precision = _checks.precision(function, "precision", precision)
+
+    input_size = batched_shape[2:]
+    if output_size is None:
+        sizes = _torch_rules.output_size(function, input_size, window)
+    else:
+        sizes = _torch_rules.requested_output_size(module or function, output_size, x.shape, window)
+    inner_size, forward_padding, zeros = _shapes.from_exact_padding(
+        function,
+        input_size,
+        window.kernel_size,
+        window.strides,
+        window.dilations,
+        window.forward_padding(input_size, sizes),
+        nominal=tuple((p, p) for p in window.padding),
     )
-    y = args(
-        x,
-        convert.kernel_from_torch(w),
-        data_format=_CHANNELS_FIRST[num_spatial],
-        groups=int(groups),
+    geometry = _shapes.make_geometry(
+        function,
+        input_size=input_size,
+        kernel_size=window.kernel_size,
+        output_size=inner_size,
+        strides=window.strides,
+        dilations=window.dilations,
+        padding=forward_padding,
+        channels_last=False,
+        groups=groups,
+    )
+    dtype = jnp.result_type(x, w)
+    y = _op.apply(
+        (x[None] if unbatched else x).astype(dtype),
+        convert.kernel_from_torch(w).astype(dtype),
+        geometry,
         method=method,
         precision=precision,
     )
+    if any(pair != (0, 0) for pair in zeros):
+        y = jnp.pad(y, _shapes.full_pairs(zeros, channels_last=False))
     if b is not None:
         y = y + b.astype(y.dtype).reshape(-1, *(1,) * num_spatial)
     return y[0] if unbatched else y
@@ -293,7 +304,7 @@ def conv_transpose3d(
     )
 
 
-_FUNCTIONS = {1: conv_transpose1d, 2: conv_transpose2d, 3: conv_transpose3d}
+_FUNCTION_NAMES = {1: "conv_transpose1d", 2: "conv_transpose2d", 3: "conv_transpose3d"}
 
 
 def _uniform(bound: float) -> Any:
@@ -303,6 +314,22 @@ def _uniform(bound: float) -> Any:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
+def _weight_shape(module: _ConvTransposeNd) -> tuple[int, ...]:
+    """``(in_channels, out_channels / groups, *kernel_size)`` of a module, checked.
+
+    A function, not a method: Flax wraps module methods, and this one runs in
+    ``__post_init__``, before the module is bound.
+    """
+    name = type(module).__name__
+    return _torch_rules.weight_shape(
+        name,
+        _checks.integer(name, "in_channels", module.in_channels),
+        _checks.integer(name, "out_channels", module.out_channels),
+        _torch_rules.per_dimension(name, "kernel_size", module.kernel_size, module.num_spatial),
+        module.groups,
+    )
 
 
 class _ConvTransposeNd(nn.Module):
@@ -326,20 +353,20 @@ class _ConvTransposeNd(nn.Module):
     method: str = "auto"
 
     def __post_init__(self) -> None:
+        # PyTorch's checks at construction, in its order and words.
         name = type(self).__name__
-        if isinstance(self.groups, bool) or not isinstance(self.groups, int | np.integer):
-            raise TypeError(f"{name}: `groups` must be an int, got {self.groups!r}.")
-        if self.groups <= 0:
-            raise ValueError(f"{name}: groups must be a positive integer, got {self.groups}.")
-        if self.in_channels % self.groups != 0:
+        groups = _checks.integer(name, "groups", self.groups)
+        if groups <= 0:
+            raise ValueError(f"{name}: groups must be a positive integer, got {groups}.")
+        if self.in_channels % groups != 0:
             raise ValueError(
                 f"{name}: in_channels must be divisible by groups, got in_channels="
-                f"{self.in_channels} and groups={self.groups}."
+                f"{self.in_channels} and groups={groups}."
             )
-        if self.out_channels % self.groups != 0:
+        if self.out_channels % groups != 0:
             raise ValueError(
                 f"{name}: out_channels must be divisible by groups, got out_channels="
-                f"{self.out_channels} and groups={self.groups}."
+                f"{self.out_channels} and groups={groups}."
             )
         if isinstance(self.padding, str):
             raise ValueError(
@@ -348,12 +375,8 @@ class _ConvTransposeNd(nn.Module):
             )
         if self.padding_mode != "zeros":
             raise ValueError(f'{name}: Only "zeros" padding mode is supported for {name}')
+        _weight_shape(self)
         super().__post_init__()
-
-    def _kernel_size(self) -> tuple[int, ...]:
-        return convert._per_dim(
-            type(self).__name__, "kernel_size", self.kernel_size, self.num_spatial
-        )
 
     @nn.compact
     def __call__(self, input: ArrayLike, output_size: Sequence[int] | None = None) -> jax.Array:
@@ -369,9 +392,7 @@ class _ConvTransposeNd(nn.Module):
         Returns:
           ``(N, C_out, *spatial_out)`` (unbatched: without ``N``).
         """
-        n = self.num_spatial
-        kernel_size = self._kernel_size()
-        weight_shape = (self.in_channels, self.out_channels // self.groups, *kernel_size)
+        weight_shape = _weight_shape(self)
         fan_in = math.prod(weight_shape[1:])
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         weight = self.param("weight", _uniform(bound), weight_shape, self.param_dtype)
@@ -380,56 +401,25 @@ class _ConvTransposeNd(nn.Module):
             if self.bias
             else None
         )
-        x = jnp.asarray(input)
+        function = _FUNCTION_NAMES[self.num_spatial]
+        x = _checks.array(function, "input", input)
         dtype = self.dtype or jnp.result_type(x, weight)
-        output_padding = self._output_padding(x, output_size)
-        return _FUNCTIONS[n](
+        return _conv_transpose(
+            function,
+            self.num_spatial,
             x.astype(dtype),
             weight.astype(dtype),
             None if bias is None else bias.astype(dtype),
             self.stride,
             self.padding,
-            output_padding,
+            self.output_padding,
             self.groups,
             self.dilation,
-            method=self.method,
-            precision=self.precision,
+            self.method,
+            self.precision,
+            output_size=output_size,
+            module=type(self).__name__,
         )
-
-    def _output_padding(self, x: jax.Array, output_size: Sequence[int] | None) -> Any:
-        """PyTorch's ``_output_padding``: ``output_size`` to ``output_padding``."""
-        if output_size is None:
-            return self.output_padding
-        name = type(self).__name__
-        n = self.num_spatial
-        sizes = [convert._int(name, "output_size", v) for v in output_size]
-        non_spatial = 2 if x.ndim == n + 2 else 1
-        if len(sizes) == non_spatial + n:
-            sizes = sizes[non_spatial:]
-        if len(sizes) != n:
-            raise ValueError(
-                f"ConvTranspose{n}D: for {x.ndim}D input, output_size must have {n} or "
-                f"{non_spatial + n} elements (got {len(sizes)})"
-            )
-        kernel_size = self._kernel_size()
-        strides = convert._per_dim(name, "stride", self.stride, n)
-        pads = convert._per_dim(name, "padding", self.padding, n)
-        dilations = convert._per_dim(name, "dilation", self.dilation, n)
-        input_size = x.shape[-n:]
-        min_sizes = [
-            (i - 1) * s - 2 * p + d * (k - 1) + 1
-            for i, s, p, d, k in zip(input_size, strides, pads, dilations, kernel_size, strict=True)
-        ]
-        max_sizes = [low + s - 1 for low, s in zip(min_sizes, strides, strict=True)]
-        if any(
-            not low <= size <= high
-            for size, low, high in zip(sizes, min_sizes, max_sizes, strict=True)
-        ):
-            raise ValueError(
-                f"{name}: requested an output size of {sizes}, but valid sizes range from "
-                f"{min_sizes} to {max_sizes} (for an input of {list(input_size)})"
-            )
-        return tuple(size - low for size, low in zip(sizes, min_sizes, strict=True))
 
 
 class ConvTranspose1d(_ConvTransposeNd):

@@ -452,6 +452,6 @@ def test_errors():
         convert.kernel_from_lax(np.zeros((3, 3, 1, 1)), ("NHWC", "HWXY", "NHWC"))
     with pytest.raises(
         TypeError,
-        match="padding_from_torch: `stride` must be an int or a sequence of ints, got float",
+        match=r"^padding_from_torch: `stride` must be an int or a sequence of 1 ints, got float 1\.5\.$",
     ):
         convert.padding_from_torch((4,), 3, stride=1.5)

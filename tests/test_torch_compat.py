@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -252,75 +253,135 @@ def test_dtypes(dtype):
 
 # Each bad call, PyTorch's own exception text (checked against PyTorch too),
 # and the rule as it reads in jdeconv's message.
-BAD_CALLS = [
-    (
-        dict(stride=2, output_padding=2),
-        "output padding must be smaller than either stride or dilation",
-    ),
-    (
-        dict(stride=1, output_padding=1),
-        "output padding must be smaller than either stride or dilation",
-    ),
-    (dict(groups=3), r"Given groups=3, expected weight to be divisible by 3 at dimension 0"),
-    (dict(groups=0), "non-positive groups is not supported"),
-    (dict(stride=0), "non-positive stride is not supported"),
-    (dict(stride=(1, 2, 3)), r"expected stride to be a single integer value or a list of 2 values"),
-    (dict(padding=-1), "negative padding is not supported"),
-    (dict(output_padding=-1), "negative output_padding is not supported"),
-    (
-        dict(padding=5),
-        r"Given input size per channel: \(5 x 5\). Calculated output size per channel: "
-        r"\(-3 x -3\). Output size is too small",
-    ),
-    (
-        dict(bias=np.zeros(4)),
-        r"Given transposed=1, weight of size \[4, 3, 3, 3\], expected bias to be 1-dimensional "
-        r"with 3 elements, but got bias of size \[4\] instead",
-    ),
-]
+def _torch_message(torch, call):
+    """PyTorch's message for a refused call, from its native CPU path.
+
+    (PyTorch's oneDNN path words a few refusals as internal errors, e.g.
+    "could not create a primitive descriptor"; jdeconv gives the native path's
+    message.)
+    """
+    mkldnn = torch.backends.mkldnn
+    with (
+        mkldnn.flags(enabled=False, allow_tf32=None, deterministic=None, fp32_precision=None),
+        pytest.raises(RuntimeError) as error,
+    ):
+        call()
+    return str(error.value)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), BAD_CALLS, ids=[m[:30] for _, m in BAD_CALLS])
-def test_errors_follow_torch(torch, kwargs, message):
-    x = np.zeros((2, 4, 5, 5), np.float32)
-    w = np.zeros((4, 3, 3, 3), np.float32)
-    kwargs = dict(kwargs)
-    with pytest.raises(ValueError, match=r"^conv_transpose2d: " + message):
+# (arguments, input shape, weight shape): each refused by PyTorch.
+BAD_CALLS = {
+    "output_padding >= stride": (dict(stride=2, output_padding=2), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "output_padding >= 1 = stride": (dict(output_padding=1), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "groups=3": (dict(groups=3), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "groups=5": (dict(groups=5), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "groups=0": (dict(groups=0), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "groups=-1": (dict(groups=-1), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "stride=0": (dict(stride=0), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "stride=-1": (dict(stride=(1, -1)), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "stride of 3 values": (dict(stride=(1, 2, 3)), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "padding=-1": (dict(padding=-1), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "output_padding=-1": (dict(output_padding=(0, -1)), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "dilation=0": (dict(dilation=0), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "dilation=(2, 0)": (dict(dilation=(2, 0)), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "dilation=-2": (dict(dilation=-2), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "kernel size 0": ({}, (2, 4, 5, 5), (4, 3, 0, 3)),
+    "no output channels": ({}, (2, 4, 5, 5), (4, 0, 3, 3)),
+    "no input channels": ({}, (2, 0, 5, 5), (0, 3, 3, 3)),
+    "input of size 0": ({}, (2, 4, 0, 5), (4, 3, 3, 3)),
+    "unbatched input of size 0": ({}, (4, 5, 0), (4, 3, 3, 3)),
+    "output too small": (dict(padding=5), (2, 4, 5, 5), (4, 3, 3, 3)),
+    "channels": ({}, (2, 5, 5, 5), (4, 3, 3, 3)),
+    "rank": ({}, (5, 5), (4, 3, 3, 3)),
+    "bias": (dict(bias=np.zeros(4, np.float32)), (2, 4, 5, 5), (4, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CALLS)
+def test_errors_are_torchs(torch, case):
+    """Every call PyTorch refuses is refused, with PyTorch's message, before any lowering."""
+    kwargs, input_shape, weight_shape = BAD_CALLS[case]
+    x, w = np.zeros(input_shape, np.float32), np.zeros(weight_shape, np.float32)
+    torch_kwargs = {k: torch.tensor(v) if k == "bias" else v for k, v in kwargs.items()}
+    message = _torch_message(
+        torch,
+        lambda: torch.nn.functional.conv_transpose2d(
+            torch.tensor(x), torch.tensor(w), **torch_kwargs
+        ),
+    )
+    with pytest.raises(ValueError) as error:
         torch_compat.conv_transpose2d(x, w, **kwargs)
-    # PyTorch refuses the same call. (Its CPU backend words a few of them
-    # differently, so only the refusal is checked there.)
-    if "bias" in kwargs:
-        kwargs["bias"] = torch.tensor(kwargs["bias"], dtype=torch.float32)
-    with pytest.raises(RuntimeError):
-        torch.nn.functional.conv_transpose2d(torch.tensor(x), torch.tensor(w), **kwargs)
+    assert str(error.value) == f"conv_transpose2d: {message}"
 
 
-def test_more_errors():
+def test_torch_messages_in_every_rank():
+    x = np.zeros((1, 2, 4, 4, 4), np.float32)
+    with pytest.raises(
+        ValueError,
+        match=r"^conv_transpose3d: output padding must be smaller than either stride or "
+        r"dilation, but got output_padding_depth: 0 output_padding_height: 0 "
+        r"output_padding_width: 2 stride_depth: 2 stride_height: 2 stride_width: 2 "
+        r"dilation_depth: 1 dilation_height: 1 dilation_width: 1$",
+    ):
+        torch_compat.conv_transpose3d(
+            x, np.zeros((2, 1, 2, 2, 2)), stride=2, output_padding=(0, 0, 2)
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"^conv_transpose3d: non-empty 5D \(n_output_plane x n_input_plane x "
+        r"kernel_depth x kernel_height x kernel_width\) tensor expected for weight, but got: "
+        r"\[2, 0, 2, 2, 2\]$",
+    ):
+        torch_compat.conv_transpose3d(x, np.zeros((2, 0, 2, 2, 2)))
+    with pytest.raises(
+        ValueError,
+        match=r"^conv_transpose1d: dilation should be greater than zero, but got "
+        r"dilation_width: 0$",
+    ):
+        torch_compat.conv_transpose1d(x[0, 0], np.zeros((4, 1, 3)), dilation=0)
+
+
+def test_errors_of_kind():
     x = np.zeros((2, 4, 5, 5), np.float32)
     w = np.zeros((4, 3, 3, 3), np.float32)
     f = torch_compat.conv_transpose2d
-    with pytest.raises(ValueError, match=r"Expected 3D \(unbatched\) or 4D \(batched\) input"):
-        f(x[0, 0], w)
-    with pytest.raises(ValueError, match=r"expected input\[2, 5, 5, 5\] to have 4 channels"):
-        f(np.zeros((2, 5, 5, 5)), w)
-    with pytest.raises(ValueError, match=r"`weight` must have 4 dimensions"):
-        f(x, w[0])
-    with pytest.raises(ValueError, match="dilation should be greater than zero"):
-        f(x, w, dilation=0)
-    with pytest.raises(ValueError, match="kernel size should be greater than zero"):
-        f(x, np.zeros((4, 3, 0, 3)))
-    with pytest.raises(TypeError, match="argument 'padding' must be tuple of ints, not str"):
-        f(x, w, padding="same")
-    with pytest.raises(TypeError, match="`stride` must hold integers"):
-        f(x, w, stride=(2.0, 2))
-    with pytest.raises(TypeError, match="`groups` must be an int"):
-        f(x, w, groups=1.0)
-    with pytest.raises(TypeError, match="`input` must be floating point"):
-        f(x.astype(np.int32), w)
-    with pytest.raises(ValueError, match=r"output padding must be smaller .* output_padding_depth"):
-        torch_compat.conv_transpose3d(
-            np.zeros((1, 1, 2, 2, 2)), np.zeros((1, 1, 2, 2, 2)), stride=2, output_padding=(0, 0, 2)
-        )
+    cases = [
+        (
+            dict(weight=w[0]),
+            ValueError,
+            r"`weight` must have 4 dimensions \(in_channels, out_channels / groups, "
+            r"\*kernel_size\), but got weight of size \[3, 3, 3\]",
+        ),
+        (
+            dict(padding="same"),
+            TypeError,
+            r"argument 'padding' must be tuple of ints, not str \(PyTorch's transposed "
+            r"convolutions have no string padding\)\.",
+        ),
+        (dict(stride=(2.0, 2)), TypeError, r"`stride` must hold integers, got float 2\.0\."),
+        (dict(groups=1.0), TypeError, r"`groups` must hold integers, got float 1\.0\."),
+        (
+            dict(input=x.astype(np.int32)),
+            TypeError,
+            r"`input` must be floating point, got int32\.",
+        ),
+        (dict(input="x"), TypeError, r"`input` must be an array, got str 'x'\."),
+        (
+            dict(method="fft"),
+            ValueError,
+            r"`method` must be one of \('auto', 'lhs_dilation', 'phase', 'phase_matmul'\), "
+            r"got 'fft'\.",
+        ),
+        (
+            dict(precision="low"),
+            ValueError,
+            r"`precision` must be None, a jax\.lax\.Precision or its name .* got str 'low'\.",
+        ),
+    ]
+    for kwargs, error, message in cases:
+        arguments = dict(input=x, weight=w) | kwargs
+        with pytest.raises(error, match=rf"^conv_transpose2d: {message}$"):
+            f(**arguments)
 
 
 # --------------------------------------------------------------------------
@@ -423,22 +484,72 @@ def test_module_construction_errors(torch):
     x = jnp.zeros((1, 4, 3, 3))
     key = jax.random.key(0)
     cases = [
-        (dict(groups=0), "groups must be a positive integer"),
-        (dict(groups=3), "in_channels must be divisible by groups"),
-        (dict(in_channels=6, groups=3, out_channels=4), "out_channels must be divisible by groups"),
+        (dict(groups=0), r"groups must be a positive integer"),
+        (dict(groups=3), r"in_channels must be divisible by groups"),
+        (
+            dict(in_channels=6, groups=3, out_channels=4),
+            r"out_channels must be divisible by groups",
+        ),
         (
             dict(padding_mode="reflect"),
-            'Only "zeros" padding mode is supported for ConvTranspose2d',
+            r'Only "zeros" padding mode is supported for ConvTranspose2d',
         ),
     ]
     for changes, message in cases:
         kwargs = dict(in_channels=4, out_channels=6, kernel_size=3) | changes
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=rf"^ConvTranspose2d: {message}"):
             torch_compat.ConvTranspose2d(**kwargs).init(key, x)
         with pytest.raises(ValueError, match=message):
             torch.nn.ConvTranspose2d(**kwargs)
-    with pytest.raises(ValueError, match="take integer padding, got 'same'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^ConvTranspose2d: PyTorch's transposed convolutions take integer padding, got "
+        r"'same' \(padding='same' and 'valid' exist only for Conv\*d\)\.$",
+    ):
         torch_compat.ConvTranspose2d(4, 6, 3, padding="same").init(key, x)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=4, out_channels=6, kernel_size=-3),
+        dict(in_channels=4, out_channels=6, kernel_size=(3, -1)),
+        dict(in_channels=-1, out_channels=6, kernel_size=3),
+        dict(in_channels=4, out_channels=-2, kernel_size=3),
+    ],
+    ids=["kernel_size=-3", "kernel_size=(3, -1)", "in_channels=-1", "out_channels=-2"],
+)
+def test_module_negative_sizes_are_refused_at_construction_as_torch_does(torch, kwargs):
+    with pytest.raises(RuntimeError) as torch_error:
+        torch.nn.ConvTranspose2d(**kwargs)
+    with pytest.raises(ValueError) as error:
+        torch_compat.ConvTranspose2d(**kwargs)
+    assert str(error.value) == f"ConvTranspose2d: {torch_error.value}"
+
+
+@pytest.mark.parametrize(
+    "kwargs, channels",
+    [
+        (dict(in_channels=4, out_channels=6, kernel_size=0), 4),
+        (dict(in_channels=4, out_channels=0, kernel_size=3), 4),
+        (dict(in_channels=0, out_channels=6, kernel_size=3), 0),
+        (dict(in_channels=4, out_channels=6, kernel_size=3, stride=0), 4),
+        (dict(in_channels=4, out_channels=6, kernel_size=3, padding=-1), 4),
+        (dict(in_channels=4, out_channels=6, kernel_size=3, dilation=0), 4),
+        (dict(in_channels=4, out_channels=6, kernel_size=3, output_padding=-1), 4),
+    ],
+    ids=["kernel 0", "out 0", "in 0", "stride 0", "padding -1", "dilation 0", "output_padding -1"],
+)
+def test_module_zero_and_negative_sizes_are_refused_at_call_as_torch_does(torch, kwargs, channels):
+    x = np.zeros((2, channels, 5, 5), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch: "Initializing zero-element tensors"
+        torch_layer = torch.nn.ConvTranspose2d(**kwargs)
+    message = _torch_message(torch, lambda: torch_layer(torch.tensor(x)))
+    layer = torch_compat.ConvTranspose2d(**kwargs)
+    with pytest.raises(ValueError) as error:
+        layer.init(jax.random.key(0), x)
+    assert str(error.value) == f"conv_transpose2d: {message}"
 
 
 @pytest.mark.parametrize(

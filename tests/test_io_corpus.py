@@ -790,7 +790,7 @@ def hdf5_cases(secret: Path, other: Path) -> dict[str, tuple[Callable, str]]:
         ),
         "dangling-soft-link": (
             replace(BIAS, lambda h5py, f, n: f.__setitem__(n, h5py.SoftLink("/nowhere"))),
-            rf"entry '{{m}}{BIAS}': Keras 3 names it, but the file has no such dataset",
+            rf"entry '{{m}}{BIAS}': its group names it, but the file has no such dataset \(or a link to nowhere\)",
         ),
         "vars-is-a-dataset": (
             replace("layers/dense/vars", lambda h5py, f, n: f.__setitem__(n, np.ones(3))),
@@ -851,7 +851,8 @@ KERAS2_CASES = {
     ),
     "weight-names-missing-dataset": (
         lambda f: f["up"].attrs.__setitem__("weight_names", [b"up/kernel:0", b"up/ghost:0"]),
-        r"entry 'up/up/ghost:0': 'up''s 'weight_names' names it, but the file has no such dataset",
+        r"entry 'up/up/ghost:0': the layer's attribute 'weight_names' names it, but the file has "
+        r"no such dataset",
     ),
     "layer-names-not-strings": (
         lambda f: f.attrs.__setitem__("layer_names", np.arange(2)),
@@ -960,6 +961,20 @@ def test_hostile_checkpoints(tf, tmp_path):
         assert type(caught.value) is ValueError, name
         assert str(caught.value).startswith(f"load_tf_checkpoint: {str(prefix)!r}"), name
         assert re.search(message, str(caught.value)), (name, str(caught.value))
+
+
+def test_checkpoint_shard_that_is_a_pipe(clean, tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    prefix, _ = copy_source(FORMATS["tf-data"], clean["tf-data"], tmp_path)
+    os.remove(f"{prefix}.data-00000-of-00001")
+    os.mkfifo(f"{prefix}.data-00000-of-00001")  # Reading it would wait forever.
+    with pytest.raises(
+        ValueError,
+        match=rf"^load_tf_checkpoint: {re.escape(repr(str(prefix)))}, entry "
+        r"'ckpt.data-00000-of-00001': not a regular file",
+    ):
+        io.load_tf_checkpoint(prefix, target())
 
 
 def test_checkpoint_without_its_data(clean, tmp_path):

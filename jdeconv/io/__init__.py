@@ -89,7 +89,7 @@ damage there may go undetected. The porting guide states the threat model.
 
 Example, a PyTorch decoder's state dict into a Flax model:
 
-  >>> import jax, jax.numpy as jnp, numpy as np
+  >>> import jax.numpy as jnp, numpy as np
   >>> import flax.linen as nn
   >>> import jdeconv, jdeconv.io
   >>> class Decoder(nn.Module):
@@ -97,7 +97,7 @@ Example, a PyTorch decoder's state dict into a Flax model:
   ...     def __call__(self, x):
   ...         x = jdeconv.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
   ...         return nn.Dense(2)(x)
-  >>> target = Decoder().init(jax.random.key(0), jnp.ones((1, 5, 5, 8)))
+  >>> target = jdeconv.io.abstract_variables(Decoder(), jnp.ones((1, 5, 5, 8)))
   >>> state_dict = {  # as PyTorch stores it
   ...     "up.weight": np.ones((8, 4, 3, 3), np.float32),
   ...     "up.bias": np.zeros(4, np.float32),

@@ -314,10 +314,10 @@ def load_torch_state_dict(
       ImportError: if the file's format needs a missing package.
 
     Example:
-      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> import jax.numpy as jnp, numpy as np
       >>> from jdeconv import io, torch_compat
       >>> layer = torch_compat.ConvTranspose2d(4, 2, kernel_size=3, stride=2)
-      >>> target = layer.init(jax.random.key(0), jnp.ones((1, 4, 5, 5)))
+      >>> target = io.abstract_variables(layer, jnp.ones((1, 4, 5, 5)))
       >>> state = {"weight": np.ones((4, 2, 3, 3)), "bias": np.ones(2)}
       >>> io.load_torch_state_dict(state, target)["params"]["weight"].shape
       (4, 2, 3, 3)

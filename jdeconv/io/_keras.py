@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from jdeconv.io._contents import KERAS, KERAS_UNNAMED, Contents, Layer, chain
-from jdeconv.io._errors import SourceError, entry, require
+from jdeconv.io._errors import SourceError, describe, entry, require
 
 _WEIGHTS_MEMBER = "model.weights.h5"
 
@@ -116,25 +116,25 @@ def check_contained(h5py: Any, file: Any, root_name: str = "") -> None:
     Raises:
       SourceError: naming the first such entry.
     """
-    problem: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, Exception | None]] = []
 
     def visit(name: str, link: Any) -> bool | None:
-        # h5py mangles exceptions raised here, so problems are returned.
+        # h5py mangles exceptions raised here: the first problem stops the visit.
         try:
             what = _link_problem(h5py, file, name, link)
-        except Exception as error:  # Reported below.
-            problem.append((name, f"h5py cannot inspect it: {type(error).__name__}: {error}"))
+        except Exception as error:  # Raised below, chained.
+            problems.append((name, f"h5py cannot inspect it: {describe(error)}", error))
             return True
         if what:
-            problem.append((name, what))
+            problems.append((name, what, None))
             return True
         return None
 
     with entry(root_name or None, "h5py cannot list its entries"):
         file.visititems_links(visit)
-    if problem:
-        name, what = problem[0]
-        raise SourceError(what, _name(root_name, name))
+    if problems:
+        name, what, error = problems[0]
+        raise SourceError(what, _name(root_name, name)) from error
 
 
 def _link_problem(h5py: Any, file: Any, name: str, link: Any) -> str | None:
@@ -205,7 +205,9 @@ def _child(h5py: Any, group: Any, key: str, kind: str, name: str, reference: str
     with entry(name, "h5py cannot open it"):
         child = group.get(key)
     if child is None:
-        raise SourceError(f"{reference} names it, but the file has no such {kind}.", name)
+        raise SourceError(
+            f"{reference} names it, but the file has no such {kind} (or a link to nowhere).", name
+        )
     expected = h5py.Group if kind == "group" else h5py.Dataset
     if not isinstance(child, expected):
         actual = "group" if isinstance(child, h5py.Group) else "dataset"
@@ -233,7 +235,12 @@ def _keras2_layers(h5py: Any, root: Any, root_name: str) -> Iterator[Layer]:
         for weight_name in _names_attribute(group, "weight_names", path):
             full_name = f"{path}/{weight_name}"
             dataset = _child(
-                h5py, group, weight_name, "dataset", full_name, f"{path!r}'s 'weight_names'"
+                h5py,
+                group,
+                weight_name,
+                "dataset",
+                full_name,
+                "the layer's attribute 'weight_names'",
             )
             sub_layer, _, leaf = weight_name.split(":")[0].rpartition("/")
             name = layer_name if sub_layer in ("", layer_name) else f"{layer_name}/{sub_layer}"
@@ -271,7 +278,7 @@ def _keras3_layers(
         keys = list(group)
     if "vars" in keys:
         vars_path = f"{path}/vars" if path else "vars"
-        variables = _child(h5py, group, "vars", "group", _name(root_name, vars_path), "Keras 3")
+        variables = _child(h5py, group, "vars", "group", _name(root_name, vars_path), "its group")
         if path:  # The root's own name is not part of the names.
             with entry(_name(root_name, vars_path), "h5py cannot read its attribute 'name'"):
                 own = variables.attrs.get("name", path.rsplit("/", 1)[-1])
@@ -290,7 +297,7 @@ def _keras3_layers(
             arrays, full_names = {}, {}
             for key in leaves:
                 full_name = _name(root_name, f"{vars_path}/{key}")
-                dataset = _child(h5py, variables, key, "dataset", full_name, "Keras 3")
+                dataset = _child(h5py, variables, key, "dataset", full_name, "its group")
                 arrays[key] = _read(dataset, full_name)
                 full_names[key] = full_name
             yield Layer("/".join(names), arrays, full_names, kind, index, aliases=(path,))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import glob
 import os
 import re
 from typing import Any
@@ -89,6 +90,12 @@ def resolve(function: str, path: str) -> str:
             f"a prefix with a {os.path.basename(path) + '.index'!r} file."
         )
     check_path(function, prefix + ".index")
+    for shard in glob.glob(glob.escape(prefix) + ".data-*"):
+        if not os.path.isfile(shard):  # A pipe would make TensorFlow wait forever.
+            raise SourceError(
+                "not a regular file (a device, a pipe or a socket), so not a checkpoint shard.",
+                os.path.basename(shard),
+            )
     return prefix
 
 

@@ -277,6 +277,28 @@ class Operands(NamedTuple):
     def out_channels(self) -> int:
         return self.w.shape[-2] * self.groups
 
+    def geometry(
+        self,
+        function: str,
+        *,
+        output_size: Sequence[int],
+        strides: tuple[int, ...],
+        dilations: tuple[int, ...],
+        padding: str | tuple[tuple[int, int], ...],
+    ) -> _shapes.ConvTransposeGeometry:
+        """The geometry of these operands with the given window (checked)."""
+        return _shapes.make_geometry(
+            function,
+            input_size=self.input_size,
+            kernel_size=self.kernel_size,
+            output_size=output_size,
+            strides=strides,
+            dilations=dilations,
+            padding=padding,
+            channels_last=self.channels_last,
+            groups=self.groups,
+        )
+
 
 def check_operands(
     function: str,
@@ -388,10 +410,8 @@ def _conv_transpose(
     name = _checks.optional_name(function, "name", name)
     num_spatial = operands.x.ndim - 2
     channels_last = operands.channels_last
-    geometry = _shapes.make_geometry(
+    geometry = operands.geometry(
         function,
-        input_size=operands.input_size,
-        kernel_size=operands.kernel_size,
         output_size=_shapes.normalize_output_shape(
             function,
             _static_output_shape(function, output_shape),
@@ -407,8 +427,6 @@ def _conv_transpose(
             function, "dilations", dilations, num_spatial, channels_last
         ),
         padding=_shapes.normalize_padding(function, padding, num_spatial, channels_last),
-        channels_last=channels_last,
-        groups=operands.groups,
     )
     scope = jax.named_scope(name) if name else contextlib.nullcontext()
     with scope:

@@ -194,16 +194,12 @@ class ConvTransposeArgs:
         operands = _op.check_operands(
             function, input, filters, self.num_spatial, data_format, groups=groups, **op_kwargs
         )
-        geometry = _shapes.make_geometry(
+        geometry = operands.geometry(
             function,
-            input_size=operands.input_size,
-            kernel_size=operands.kernel_size,
             output_size=self.output_size,
             strides=self.strides,
             dilations=self.dilations,
             padding=self.padding,
-            channels_last=operands.channels_last,
-            groups=operands.groups,
         )
         y = _op.apply_operands(operands, geometry)
         if any(pair != (0, 0) for pair in self.output_zero_padding):
@@ -220,13 +216,15 @@ class ConvTransposeArgs:
 _torch_to_numpy = _checks.torch_to_numpy
 
 
-def _check_kernel_rank(function: str, argument: str, kernel: Any, layout: str) -> int:
+def _kernel(function: str, argument: str, value: Any, layout: str) -> tuple[Any, int]:
+    """A kernel as a NumPy or JAX array, and its number of spatial dimensions."""
+    kernel = _checks.array_data(function, argument, value)
     if kernel.ndim < 3:
         raise ValueError(
             f"{function}: `{argument}` must have at least 3 dimensions {layout}, "
             f"got shape {tuple(kernel.shape)}."
         )
-    return kernel.ndim - 2
+    return kernel, kernel.ndim - 2
 
 
 def _flip_spatial(kernel: Any, num_spatial: int) -> Any:
@@ -275,8 +273,7 @@ def kernel_from_torch(weight: ArrayLike) -> Any:
       >>> kernel_from_torch(np.zeros((6, 2, 3, 5))).shape
       (3, 5, 2, 6)
     """
-    w = _checks.array_data("kernel_from_torch", "weight", weight)
-    n = _check_kernel_rank("kernel_from_torch", "weight", w, "(in, out / groups, *kernel)")
+    w, n = _kernel("kernel_from_torch", "weight", weight, "(in, out / groups, *kernel)")
     return w.transpose(*range(2, n + 2), 1, 0)
 
 
@@ -290,8 +287,7 @@ def kernel_to_torch(filters: ArrayLike) -> Any:
       >>> kernel_to_torch(np.zeros((3, 5, 2, 6))).shape
       (6, 2, 3, 5)
     """
-    w = _checks.array_data("kernel_to_torch", "filters", filters)
-    n = _check_kernel_rank("kernel_to_torch", "filters", w, "[*kernel, out / groups, in]")
+    w, n = _kernel("kernel_to_torch", "filters", filters, "[*kernel, out / groups, in]")
     return w.transpose(n + 1, n, *range(n))
 
 
@@ -450,8 +446,7 @@ def kernel_from_lax(
       array([4., 2., 0.])
     """
     function = "kernel_from_lax"
-    k = _checks.array_data(function, "kernel", kernel)
-    n = _check_kernel_rank(function, "kernel", k, "(as given by `dimension_numbers`)")
+    k, n = _kernel(function, "kernel", kernel, "(as given by `dimension_numbers`)")
     dn = _lax_dimension_numbers(function, k.ndim, dimension_numbers)
     spatial, _ = _lax_kernel_order(dn)
     out_axis, in_axis = dn.rhs_spec[0], dn.rhs_spec[1]
@@ -476,8 +471,7 @@ def kernel_to_lax(
       (5, 2, 3, 3)
     """
     function = "kernel_to_lax"
-    w = _checks.array_data(function, "filters", filters)
-    n = _check_kernel_rank(function, "filters", w, "[*kernel, out, in]")
+    w, n = _kernel(function, "filters", filters, "[*kernel, out, in]")
     dn = _lax_dimension_numbers(function, w.ndim, dimension_numbers)
     spatial, _ = _lax_kernel_order(dn)
     out_axis, in_axis = dn.rhs_spec[0], dn.rhs_spec[1]
@@ -710,8 +704,7 @@ def kernel_from_flax(kernel: ArrayLike, transpose_kernel: bool = False) -> Any:
              [0., 1.]])
     """
     function = "kernel_from_flax"
-    k = _checks.array_data(function, "kernel", kernel)
-    n = _check_kernel_rank(function, "kernel", k, "(*kernel, in, out)")
+    k, n = _kernel(function, "kernel", kernel, "(*kernel, in, out)")
     if transpose_kernel:
         return k
     return _flip_spatial(k.swapaxes(n, n + 1), n)
@@ -728,8 +721,7 @@ def kernel_to_flax(filters: ArrayLike, transpose_kernel: bool = False) -> Any:
       (3, 3, 2, 5)
     """
     function = "kernel_to_flax"
-    w = _checks.array_data(function, "filters", filters)
-    n = _check_kernel_rank(function, "filters", w, "[*kernel, out, in]")
+    w, n = _kernel(function, "filters", filters, "[*kernel, out, in]")
     if transpose_kernel:
         return w
     return _flip_spatial(w, n).swapaxes(n, n + 1)
@@ -822,8 +814,7 @@ def kernel_from_keras(kernel: ArrayLike) -> Any:
       >>> kernel_from_keras(np.zeros((3, 3, 8, 4))).shape
       (3, 3, 8, 4)
     """
-    k = _checks.array_data("kernel_from_keras", "kernel", kernel)
-    _check_kernel_rank("kernel_from_keras", "kernel", k, "[*kernel, filters, in]")
+    k, _ = _kernel("kernel_from_keras", "kernel", kernel, "[*kernel, filters, in]")
     return k
 
 
@@ -835,8 +826,7 @@ def kernel_to_keras(filters: ArrayLike) -> Any:
       >>> kernel_to_keras(np.zeros((3, 3, 8, 4))).shape
       (3, 3, 8, 4)
     """
-    w = _checks.array_data("kernel_to_keras", "filters", filters)
-    _check_kernel_rank("kernel_to_keras", "filters", w, "[*kernel, filters, in]")
+    w, _ = _kernel("kernel_to_keras", "filters", filters, "[*kernel, filters, in]")
     return w
 
 

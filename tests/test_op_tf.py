@@ -38,6 +38,15 @@ GRID = (
 )
 IDS = [c.describe() for c in SAMPLE]
 
+# Float32, explicit padding up to twice the kernel's reach (the sub-pixel
+# lowerings crop there), with the case that once returned uninitialised
+# memory (XLA:CPU's negative-padding bug, openxla/xla#48713).
+FLOAT32_SAMPLE = [
+    cases.Case(2, False, 2, 4, 4, 1, (5, 6), (3, 3), (2, 3), (1, 1), ((2, 2), (2, 0)), (8, 18),
+               spelling=0),
+    *cases.sample(seed=13, count=7, ranks=(2,), paddings=("EXPLICIT",), max_padding=6),
+]  # fmt: skip
+
 
 def tf_full_spelling(case, values):
     return [1, *values, 1] if case.channels_last else [1, 1, *values]
@@ -136,6 +145,17 @@ def check_against_tensorflow(case, method):
     np.testing.assert_allclose(np.asarray(y), y_tf, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(np.asarray(dx), dx_tf, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(np.asarray(dw), dw_tf, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", jdeconv.METHODS)
+@pytest.mark.parametrize("case", FLOAT32_SAMPLE, ids=[c.describe() for c in FLOAT32_SAMPLE])
+def test_float32_with_padding_beyond_the_kernel(tf, case, method):
+    x, w = case.arrays(seed=cases.seed_of(case.describe()), dtype=np.float32)
+    y_tf = tf_op(tf, case)(tf.constant(x), tf.constant(w)).numpy()
+    y = getattr(jdeconv, OPS[case.num_spatial])(x, w, *case.op_args, method=method)
+    assert y.dtype == np.float32
+    scale = np.abs(y_tf).max() + 1.0
+    np.testing.assert_allclose(np.asarray(y), y_tf, rtol=1e-5, atol=1e-5 * scale)
 
 
 def rejected_variants(case):

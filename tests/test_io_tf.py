@@ -16,6 +16,7 @@ import os
 import warnings
 
 import flax.linen as nn
+import jax
 import numpy as np
 import pytest
 
@@ -129,6 +130,27 @@ def test_skipped_entries_are_logged(trained, caplog):
         f"entries: _CHECKPOINTABLE_OBJECT_GRAPH, optimizer/_iterations, "
     )
     assert message.endswith(", and 10 more")
+
+
+def test_optimizer_slots_are_skipped(tf, tf_keras, tmp_path):
+    """Optimizers that keep slot variables (``.OPTIMIZER_SLOT`` in the keys)."""
+    layer = tf_keras.layers.Dense(2)
+    layer.build((None, 4))
+    optimizer = tf_keras.optimizers.legacy.Adam()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(tf.ones((1, 4))) ** 2)
+    optimizer.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.weights))
+    prefix = tf.train.Checkpoint(model=layer, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    target = nn.Dense(2).init(jax.random.key(0), np.ones((1, 4), np.float32))
+    variables, report = io.load_tf_checkpoint(prefix, target, return_report=True)
+    np.testing.assert_array_equal(variables["params"]["kernel"], layer.kernel.numpy())
+    slots = [name for name in report.skipped if "/.OPTIMIZER_SLOT/" in name]
+    assert sorted(slots) == [
+        f"model/{variable}/.OPTIMIZER_SLOT/optimizer/{slot}"
+        for variable in ("bias", "kernel")
+        for slot in ("m", "v")
+    ]
+    assert "optimizer/iter" in report.skipped
 
 
 def test_keras3_model_in_a_checkpoint(tf, tmp_path):

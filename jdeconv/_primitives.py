@@ -281,24 +281,33 @@ def _fold_into_axis(a: jax.Array, mapped: int, axis: int, parts: int, position: 
     parts and the rest) and the result merged into one axis.
     """
     a = jnp.moveaxis(a, mapped, 0)
-    mapped_size, shape = a.shape[0], a.shape[1:]
-    a = a.reshape(mapped_size, *shape[:axis], parts, shape[axis] // parts, *shape[axis + 1 :])
+    size, shape = a.shape[0], a.shape[1:]
+    a = a.reshape(size, *shape[:axis], parts, shape[axis] // parts, *shape[axis + 1 :])
     a = jnp.moveaxis(a, 0, axis + position)
-    return a.reshape(*shape[:axis], -1, *shape[axis + 1 :])
+    return a.reshape(*shape[:axis], size * shape[axis], *shape[axis + 1 :])
 
 
-def _unfold_from_axis(a: jax.Array, size: int, axis: int, parts: int, position: int) -> jax.Array:
-    """The inverse of :func:`_fold_into_axis`; the mapped axis comes out first."""
-    shape = a.shape
-    split = (parts, size, -1) if position == 1 else (size, parts, -1)
-    a = a.reshape(*shape[:axis], *split, *shape[axis + 1 :])
-    a = jnp.moveaxis(a, axis + position, 0)
-    return a.reshape(size, *shape[:axis], -1, *shape[axis + 1 :])
+def _unfold_from_axis(
+    a: jax.Array, size: int, one: tuple[int, ...], axis: int, parts: int, position: int
+) -> jax.Array:
+    """The inverse of :func:`_fold_into_axis`, for results of shape ``one`` per slice.
+
+    The mapped axis, of ``size``, comes out first.
+    """
+    per_part = one[axis] // parts
+    split = (parts, size, per_part) if position == 1 else (size, parts, per_part)
+    a = a.reshape(*one[:axis], *split, *one[axis + 1 :])
+    return jnp.moveaxis(a, axis + position, 0).reshape(size, *one)
 
 
 def _fold_into_batch(a: jax.Array, mapped: int) -> jax.Array:
     a = jnp.moveaxis(a, mapped, 0)
-    return a.reshape(-1, *a.shape[2:])
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+
+def _unmapped_shape(a: jax.Array, mapped: int | None) -> tuple[int, ...]:
+    shape = tuple(a.shape)
+    return shape if mapped is None else shape[:mapped] + shape[mapped + 1 :]
 
 
 def _batch_rule(primitive: Primitive) -> Callable:
@@ -314,6 +323,9 @@ def _batch_rule(primitive: Primitive) -> Callable:
         a, b = batched_args
         a_dim, b_dim = batch_dims
         size = a.shape[a_dim] if a_dim is not None else b.shape[b_dim]
+        one = _result_shape(
+            primitive, _unmapped_shape(a, a_dim), _unmapped_shape(b, b_dim), geometry
+        )
         groups = geometry.groups
         channels = _channel_axis(geometry)
         kernel_out = kernel_in = geometry.num_spatial  # axes of [*k, C_out / G, C_in]
@@ -322,10 +334,12 @@ def _batch_rule(primitive: Primitive) -> Callable:
         def bind(a, b, geometry=geometry):
             return primitive.bind(a, b, geometry=geometry, **params)
 
+        def unfold(out, axis, parts, position):
+            return _unfold_from_axis(out, size, one, axis, parts, position), 0
+
         if b_dim is None and primitive is not kernel_grad_p:
             # T(x_i, w) or F(g_i, w): more batch.
-            out = bind(_fold_into_batch(a, a_dim), b)
-            return out.reshape(size, out.shape[0] // max(size, 1), *out.shape[1:]), 0
+            return bind(_fold_into_batch(a, a_dim), b).reshape(size, *one), 0
         if a_dim is not None and b_dim is not None:
             # Each mapped slice is its own set of groups.
             wide = dataclasses.replace(geometry, groups=size * groups)
@@ -335,26 +349,26 @@ def _batch_rule(primitive: Primitive) -> Callable:
                     _fold_into_axis(b, b_dim, channels, 1, 0),
                     wide,
                 )
-                return _unfold_from_axis(out, size, kernel_in, 1, 0), 0
+                return unfold(out, kernel_in, 1, 0)
             out = bind(
                 _fold_into_axis(a, a_dim, channels, 1, 0),
                 _fold_into_axis(b, b_dim, kernel_in, 1, 0),
                 wide,
             )
-            return _unfold_from_axis(out, size, channels, 1, 0), 0
+            return unfold(out, channels, 1, 0)
         if primitive is kernel_grad_p:
             if b_dim is None:  # K(x_i, g): more input channels per group.
                 out = bind(_fold_into_axis(a, a_dim, channels, groups, 1), b)
-                return _unfold_from_axis(out, size, kernel_in, groups, 1), 0
+                return unfold(out, kernel_in, groups, 1)
             # K(x, g_i): more output channels per group.
             out = bind(a, _fold_into_axis(b, b_dim, channels, groups, 1))
-            return _unfold_from_axis(out, size, kernel_out, 1, 0), 0
+            return unfold(out, kernel_out, 1, 0)
         if primitive is transpose_conv_p:  # T(x, w_i): more output channels per group.
             out = bind(a, _fold_into_axis(b, b_dim, kernel_out, 1, 0))
-            return _unfold_from_axis(out, size, channels, groups, 1), 0
+            return unfold(out, channels, groups, 1)
         # F(g, w_i): more input channels per group.
         out = bind(a, _fold_into_axis(b, b_dim, kernel_in, groups, 1))
-        return _unfold_from_axis(out, size, channels, groups, 1), 0
+        return unfold(out, channels, groups, 1)
 
     return rule
 

@@ -407,51 +407,158 @@ def test_keras_numerics(tf, n, config):
 # Errors
 
 
-def test_errors():
-    with pytest.raises(ValueError, match=r"padding_from_flax: padding 'CIRCULAR' is not supported"):
-        convert.padding_from_flax("CIRCULAR", (5,), 3, 2)
-    with pytest.raises(ValueError, match=r"refuse lower-case padding strings"):
-        convert.padding_from_flax("same", (5,), 3, 2)
-    with pytest.raises(ValueError, match=r"`padding` must be 2 \(low, high\) pairs"):
-        convert.padding_from_lax((1, 4, 4, 1), (3, 3, 1, 1), (1, 1), [(1, 1)])
-    with pytest.raises(
-        ValueError, match="kernel_from_torch: `weight` must have at least 3 dimensions"
-    ):
-        convert.kernel_from_torch(np.zeros((3, 3)))
-    with pytest.raises(TypeError, match="kernel_from_flax: `kernel` must be an array"):
-        convert.kernel_from_flax(object())
-    with pytest.raises(
+ERRORS = {
+    "circular": (
+        lambda: convert.padding_from_flax("CIRCULAR", (5,), 3, 2),
         ValueError,
-        match="padding_from_torch: output padding must be smaller than either stride or dilation",
-    ):
-        convert.padding_from_torch((4,), 3, stride=2, output_padding=2)
-    with pytest.raises(
-        ValueError, match=r"padding_from_torch: Given input size per channel: \(1\)"
-    ):
-        convert.padding_from_torch((1,), 1, padding=1)
-    with pytest.raises(
+        "padding_from_flax: padding 'CIRCULAR' is not supported: flax computes it as a "
+        "'VALID' transposed convolution whose output is then wrapped around periodically "
+        "(summed modulo input size * stride), which is not a padding of a forward "
+        "convolution. Port such a layer as padding='VALID' followed by that periodic sum.",
+    ),
+    "lower case": (
+        lambda: convert.padding_from_flax("same", (5,), 3, 2),
         ValueError,
-        match="padding_from_keras: `output_padding` must be >= 0 and smaller than the stride",
-    ):
-        convert.padding_from_keras("same", (4,), 3, strides=2, output_padding=2)
-    with pytest.raises(
+        "padding_from_flax: `padding` must be 'SAME', 'VALID' or (low, high) pairs, got "
+        "'same' (flax and jax.lax.conv_transpose refuse lower-case padding strings for "
+        "transposed convolutions).",
+    ),
+    "pairs": (
+        lambda: convert.padding_from_lax((1, 4, 4, 1), (3, 3, 1, 1), (1, 1), [(1, 1)]),
         ValueError,
-        match="padding_from_keras: output size 6 in spatial dimension 0 is not one TensorFlow accepts",
-    ):
-        convert.padding_from_keras("same", (4,), 4, strides=2, output_padding=0)
-    with pytest.raises(ValueError, match="padding_from_keras: `padding` must be 'same' or 'valid'"):
-        convert.padding_from_keras("full", (4,), 3)
-    with pytest.raises(
-        ValueError, match="padding_to_keras: Keras's transposed convolutions only have"
-    ):
-        convert.padding_to_keras(convert.padding_from_torch((4,), 3, 2, 1), (4,), (3,))
-    asymmetric = convert.padding_from_lax((1, 5, 1), (3, 1, 1), (1,), [(2, 0)])  # forward (0, 2)
-    with pytest.raises(ValueError, match="padding_to_torch: PyTorch pads the forward convolution"):
-        convert.padding_to_torch(asymmetric, (5,), (3,))
-    with pytest.raises(ValueError, match="bad `dimension_numbers`"):
-        convert.kernel_from_lax(np.zeros((3, 3, 1, 1)), ("NHWC", "HWXY", "NHWC"))
-    with pytest.raises(
+        "padding_from_lax: `padding` must be 2 (low, high) pairs, one per spatial dimension, "
+        "got [(1, 1)].",
+    ),
+    "kernel rank": (
+        lambda: convert.kernel_from_torch(np.zeros((3, 3))),
+        ValueError,
+        "kernel_from_torch: `weight` must have at least 3 dimensions (in, out / groups, "
+        "*kernel), got shape (3, 3).",
+    ),
+    "kernel array": (
+        lambda: convert.kernel_from_flax(object()),
         TypeError,
-        match=r"^padding_from_torch: `stride` must be an int or a sequence of 1 ints, got float 1\.5\.$",
-    ):
-        convert.padding_from_torch((4,), 3, stride=1.5)
+        "kernel_from_flax: `kernel` must be an array, got object: dtype object is not numeric",
+    ),
+    "torch output padding": (
+        lambda: convert.padding_from_torch((4,), 3, stride=2, output_padding=2),
+        ValueError,
+        "padding_from_torch: output padding must be smaller than either stride or dilation, "
+        "but got output_padding_width: 2 stride_width: 2 dilation_width: 1",
+    ),
+    "torch too small": (
+        lambda: convert.padding_from_torch((1,), 1, padding=1),
+        ValueError,
+        "padding_from_torch: Given input size per channel: (1). Calculated output size per "
+        "channel: (-1). Output size is too small",
+    ),
+    "torch stride length": (
+        lambda: convert.padding_from_torch((4, 4), 3, stride=(1, 2, 3)),
+        ValueError,
+        "padding_from_torch: expected stride to be a single integer value or a list of 2 "
+        "values to match the convolution dimensions, but got stride=[1, 2, 3]",
+    ),
+    "torch kernel 0": (
+        lambda: convert.padding_from_torch((4, 4), (3, 0)),
+        ValueError,
+        "padding_from_torch: kernel size should be greater than zero, but got "
+        "kernel_height: 3 kernel_width: 0",
+    ),
+    "torch stride float": (
+        lambda: convert.padding_from_torch((4,), 3, stride=1.5),
+        TypeError,
+        "padding_from_torch: `stride` must be an int or a sequence of 1 ints, got float 1.5.",
+    ),
+    "input size 0": (
+        lambda: convert.padding_from_torch((4, 0), 3),
+        ValueError,
+        "padding_from_torch: `input_size` must hold one size >= 1 per spatial dimension, "
+        "got (4, 0).",
+    ),
+    "input size kind": (
+        lambda: convert.padding_from_keras("same", "44", 3),
+        TypeError,
+        "padding_from_keras: `input_size` must be a sequence of ints, got str '44'.",
+    ),
+    "keras output padding": (
+        lambda: convert.padding_from_keras("same", (4,), 3, strides=2, output_padding=2),
+        ValueError,
+        "padding_from_keras: `output_padding` must be >= 0 and smaller than the stride, got "
+        "output_padding (2,) and strides (2,).",
+    ),
+    "keras output size": (
+        lambda: convert.padding_from_keras("same", (4,), 4, strides=2, output_padding=0),
+        ValueError,
+        "padding_from_keras: output size 6 in spatial dimension 0 is not one TensorFlow "
+        "accepts for input size 4, kernel size 4, stride 2, dilation 1 and padding 'SAME'.",
+    ),
+    "keras padding": (
+        lambda: convert.padding_from_keras("full", (4,), 3),
+        ValueError,
+        "padding_from_keras: `padding` must be 'same' or 'valid', got 'full'.",
+    ),
+    "flax kernel length": (
+        lambda: convert.padding_from_flax("SAME", (4, 4), (3, 3, 3)),
+        ValueError,
+        "padding_from_flax: `kernel_size` must be an int or a sequence of 2 ints, got (3, 3, 3).",
+    ),
+    "lax shape": (
+        lambda: convert.padding_from_lax((1, 4, 4.0, 1), (3, 3, 1, 1), (1, 1), "SAME"),
+        TypeError,
+        "padding_from_lax: `input_shape` must hold integers, got float 4.0.",
+    ),
+    "to keras": (
+        lambda: convert.padding_to_keras(convert.padding_from_torch((4,), 3, 2, 1), (4,), (3,)),
+        ValueError,
+        "padding_to_keras: Keras's transposed convolutions only have 'same' and 'valid' "
+        "padding, got explicit padding ((1, 1),).",
+    ),
+    "to torch": (
+        lambda: convert.padding_to_torch(
+            convert.padding_from_lax((1, 5, 1), (3, 1, 1), (1,), [(2, 0)]), (5,), (3,)
+        ),
+        ValueError,
+        "padding_to_torch: PyTorch pads the forward convolution by `padding` on both sides "
+        "and adds `output_padding` at the end, so it needs before >= after >= "
+        "-output_padding and before >= 0; got forward padding ((0, 2),).",
+    ),
+    "dimension numbers": (
+        lambda: convert.kernel_from_lax(np.zeros((3, 3, 1, 1)), ("NHWC", "HWXY", "NHWC")),
+        ValueError,
+        "kernel_from_lax: bad `dimension_numbers`: convolution dimension_numbers[1] must "
+        "contain the characters 'O' and 'I' exactly once, got HWXY.",
+    ),
+    "call filters": (
+        lambda: convert.padding_from_torch((4,), 3)(np.ones((1, 4, 2)), None),
+        TypeError,
+        "ConvTransposeArgs: `filters` must be an array, got NoneType None.",
+    ),
+    "call groups": (
+        lambda: convert.padding_from_torch((4,), 3)(
+            np.ones((1, 4, 2)), np.ones((3, 5, 2)), groups=3
+        ),
+        ValueError,
+        "ConvTransposeArgs: `groups` must divide the 2 input channels, got 3.",
+    ),
+    "call input size": (
+        lambda: convert.padding_from_torch((4,), 3)(np.ones((1, 5, 2)), np.ones((3, 5, 2))),
+        ValueError,
+        "ConvTransposeArgs: output size 6 in dimension 0 (width) does not fit input size 5 "
+        "with kernel size 3, stride 1, dilation 1 and padding (0, 0): the accepted range is "
+        "[7, 7].",
+    ),
+    "op_padding layout": (
+        lambda: convert.padding_from_torch((4,), 3, padding=1).op_padding("NHWC"),
+        ValueError,
+        "ConvTransposeArgs.op_padding: `data_format` must be 'NWC' or 'NCW' for 1 spatial "
+        "dimension(s), got 'NHWC'.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_errors(case):
+    call, error, message = ERRORS[case]
+    with pytest.raises(error) as raised:
+        call()
+    assert str(raised.value) == message

@@ -28,6 +28,8 @@ from jdeconv import _checks
 Padding = str | Sequence[Sequence[int]]
 
 _CHANNELS_LAST_FORMATS = {1: "NWC", 2: "NHWC", 3: "NDHWC"}
+#: The names of the spatial dimensions of 1-, 2- and 3-d layouts, for messages.
+SPATIAL_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 _CHANNELS_FIRST_FORMATS = {1: "NCW", 2: "NCHW", 3: "NCDHW"}
 
 
@@ -485,7 +487,6 @@ def make_geometry(
     Raises:
       ValueError: if an output size is outside TensorFlow's accepted range.
     """
-    spatial_names = _spatial_names(len(input_size))
     pads = []
     for dim, (i, k, s, d, o) in enumerate(
         zip(input_size, kernel_size, strides, dilations, output_size)
@@ -500,8 +501,8 @@ def make_geometry(
             )
             raise ValueError(
                 f"{function}: output size {o} in dimension {dim} "
-                f"({spatial_names[dim]}) does not fit input size {i} with kernel "
-                f"size {k}, stride {s}, dilation {d} and padding {dim_padding!r}: "
+                f"({_spatial_name(dim, len(input_size))}) does not fit input size {i} with "
+                f"kernel size {k}, stride {s}, dilation {d} and padding {dim_padding!r}: "
                 f"{expected}."
             )
         pads.append(forward_padding(i, o, k, s, d, dim_padding))
@@ -517,10 +518,10 @@ def make_geometry(
     )
 
 
-def _spatial_names(num_spatial: int) -> tuple[str, ...]:
-    return {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(
-        num_spatial, tuple(f"spatial {i}" for i in range(num_spatial))
-    )
+def _spatial_name(dim: int, num_spatial: int) -> str:
+    """``"height"``, ``"width"``, ... for messages (``"spatial 3"`` beyond 3-d)."""
+    names = SPATIAL_NAMES.get(num_spatial)
+    return names[dim] if names else f"spatial {dim}"
 
 
 def deconv_output_length(

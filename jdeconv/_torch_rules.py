@@ -20,12 +20,10 @@ from typing import Any
 
 from jdeconv import _checks, _shapes
 
-_DIM_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
-
 
 def dims(name: str, values: Sequence[int], sep: str = " ") -> str:
     """PyTorch's listing of per-dimension values, e.g. ``stride_height: 2 stride_width: 1``."""
-    names = _DIM_NAMES.get(len(values), tuple(str(i) for i in range(len(values))))
+    names = _shapes.SPATIAL_NAMES.get(len(values), tuple(str(i) for i in range(len(values))))
     return sep.join(f"{name}_{dim}: {v}" for dim, v in zip(names, values, strict=True))
 
 

@@ -103,7 +103,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--budget",
         type=float,
-        help="seconds of timed calls after which a contender stops (default 1.5)",
+        help="seconds of timed calls after which a slow contender (over 4x the fastest) "
+        "stops (default 1.5)",
     )
     parser.add_argument(
         "--compile-repeats",
@@ -188,8 +189,9 @@ def main(argv: list[str] | None = None) -> list[report.Target]:
         steady_malloc=args.steady_malloc,
         settings=(
             f"medians of {settings.rounds} interleaved rounds after {settings.warmup} "
-            f"warm-up call(s); a contender stops after {settings.budget:g} s of timed "
-            f"calls; compile times: medians of {args.compile_repeats}"
+            f"warm-up call(s); a contender over {settings.slow_factor:g}x the fastest of its "
+            f"group stops after {settings.budget:g} s of timed calls; compile times: medians "
+            f"of {args.compile_repeats}"
         ),
         matmul_peak=peak,
         load_before=load_before,

@@ -37,10 +37,13 @@ class TimingSettings:
 
     Attributes:
       rounds: timed rounds.
-      warmup: untimed calls after the first (compiling) one.
-      budget: seconds of timed calls after which a contender takes no more
-        rounds (it always gets one); also the call time above which its
-        warm-up stops early.
+      warmup: untimed calls after the first (compiling) one; a call longer
+        than ``budget`` ends the warm-up.
+      budget: seconds of timed calls after which a slow contender takes no
+        more rounds (it always takes one).
+      slow_factor: a contender is slow when its median is more than this
+        many times the fastest median of its group. The others take every
+        round, however long they take.
       settle: seconds of sleep before each call, so that the worker threads
         of the previous framework (OpenMP, Eigen) stop spinning first.
     """
@@ -48,6 +51,7 @@ class TimingSettings:
     rounds: int = 7
     warmup: int = 1
     budget: float = 1.5
+    slow_factor: float = 4.0
     settle: float = 0.02
 
 
@@ -74,24 +78,32 @@ def interleaved_medians(
     """
     for group in groups:
         for contender in group:
-            seconds = timed(contender.run)  # compiles
+            timed(contender.run)  # compiles
             for _ in range(settings.warmup):
-                if seconds > settings.budget:
+                if timed(contender.run) > settings.budget:
                     break
-                seconds = timed(contender.run)
         if on_progress is not None:
             on_progress()
     samples: list[dict[str, list[float]]] = [{c.name: [] for c in group} for group in groups]
     for r in range(settings.rounds):
         for group, taken in zip(groups, samples):
             for contender in rotated(group, r):
-                if taken[contender.name] and sum(taken[contender.name]) > settings.budget:
+                if _done(taken, contender.name, settings):
                     continue
                 time.sleep(settings.settle)
                 taken[contender.name].append(timed(contender.run))
         if on_progress is not None:
             on_progress()
     return [{name: statistics.median(times) for name, times in s.items()} for s in samples]
+
+
+def _done(taken: dict[str, list[float]], name: str, settings: TimingSettings) -> bool:
+    """Whether a contender has spent its budget and is slow (see :class:`TimingSettings`)."""
+    mine = taken[name]
+    if not mine or sum(mine) <= settings.budget:
+        return False
+    fastest = min(statistics.median(times) for times in taken.values() if times)
+    return statistics.median(mine) > settings.slow_factor * fastest
 
 
 def jax_call(function: Callable[..., Any], *args: Any) -> Callable[[], object]:

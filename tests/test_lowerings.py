@@ -200,11 +200,14 @@ GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), gr
     [
         # (T, F, K) on CPU; see the policy in jdeconv/_lowerings/__init__.py.
         (DCGAN, 256, 128, ("phase", "phase_matmul", "phase")),
-        (DCGAN, 64, 16, ("phase", "phase_matmul", "phase_matmul")),
+        # K: the backprop-filter convolution wherever the phase-wise matmuls
+        # would pad the input (k > s here), so that an Inf in the gradient
+        # gives no NaN the definition lacks.
+        (DCGAN, 64, 16, ("phase", "phase_matmul", "phase")),
         (UNET, 128, 64, ("lhs_dilation", "phase_matmul", "phase_matmul")),
-        (FCN, 21, 21, ("phase", "phase_matmul", "phase_matmul")),
-        (AUDIO, 128, 64, ("phase", "phase_matmul", "phase_matmul")),
-        (VOLUME, 64, 32, ("phase", "phase_matmul", "phase_matmul")),
+        (FCN, 21, 21, ("phase", "phase_matmul", "phase")),
+        (AUDIO, 128, 64, ("phase", "phase_matmul", "phase")),
+        (VOLUME, 64, 32, ("phase", "phase_matmul", "phase")),
         (NCHW, 64, 32, ("phase", "phase", "phase")),
         (GROUPED, 64, 64, ("phase", "phase", "phase_matmul")),
     ],

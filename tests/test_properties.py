@@ -179,6 +179,75 @@ def test_non_finite_values_are_never_hidden(case, method, operand, value, index)
     check_nothing_hidden(case, method, operand, value, index)
 
 
+@st.composite
+def common_layers(draw) -> cases.Case:
+    """1-d and 2-d layers without groups or dilation, SAME or VALID, stride <= kernel."""
+    case = draw(geometries(allow_empty=False))
+    kernel_size = tuple(max(k, s) for k, s in zip(case.kernel_size, case.strides))
+    padding = draw(st.sampled_from(["SAME", "VALID"]))
+    n = draw(st.integers(1, 2))
+    input_size = case.input_size[:n] + (3,) * (n - case.num_spatial)
+    kernel_size = (kernel_size + (3,) * n)[:n]
+    strides = (case.strides + (2,) * n)[:n]
+    ranges = [
+        cases.accepted_range(i, k, s, 1, padding)
+        for i, k, s in zip(input_size, kernel_size, strides)
+    ]
+    assume(all(len(r) for r in ranges))
+    return dataclasses.replace(
+        case,
+        num_spatial=n,
+        groups=1,
+        in_channels=max(case.in_channels // case.groups, 1),
+        out_channels=max(case.out_channels // case.groups, 1),
+        input_size=input_size,
+        kernel_size=kernel_size,
+        strides=strides,
+        dilations=(1,) * n,
+        padding=padding,
+        output_size=tuple(draw(st.sampled_from(list(r))) for r in ranges),
+    )
+
+
+@DEFAULT
+@given(
+    case=common_layers(),
+    method=st.sampled_from(["auto", "lhs_dilation"]),
+    operand=st.sampled_from(["x", "w", "g"]),
+    value=st.sampled_from([np.inf, -np.inf, np.nan]),
+    index=st.integers(0, 10**6),
+)
+def test_non_finite_positions_are_tensorflows_on_common_layers(case, method, operand, value, index):
+    """Where TensorFlow's kernels are exact, so is ``auto``: no NaN the definition lacks.
+
+    That is the value with a non-finite input or kernel, and both gradients
+    with a non-finite output gradient. (TensorFlow's own forward convolution
+    and filter gradient pad with zeros, so they too turn an Inf in the kernel
+    or the input into NaN at the border; see the semantics page.)
+    """
+    rng = np.random.default_rng(cases.seed_of(case.describe()))
+    arrays = {
+        "x": rng.standard_normal(case.input_shape),
+        "w": rng.standard_normal(case.filters_shape),
+        "g": rng.standard_normal(case.output_full_shape),
+    }
+    target = arrays[operand].reshape(-1)
+    target[index % target.size] = value
+    x, w, g = arrays["x"], arrays["w"], arrays["g"]
+    y, vjp = jax.vjp(_op(case, method), x, w)
+    with np.errstate(invalid="ignore"):
+        pairs = [("value", y, case.reference(x, w))] if operand != "g" else []
+        if operand == "g":
+            f_ref, k_ref = _adjoints(case, x, w, g)
+            dx, dw = vjp(g)
+            pairs += [("input gradient", dx, f_ref), ("kernel gradient", dw, k_ref)]
+    for name, got, want in pairs:
+        got = np.asarray(got)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=name)
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=name)
+
+
 # ------------------------------------------------------------ invalid input
 
 

@@ -51,12 +51,14 @@ for several, gets each platform's choice:
   channels-first or grouped layers, where it measured faster, and for
   operands on a mesh: one contraction over the output channels, so that a
   split of them costs one all-reduce rather than one per phase part.
-* CPU, ``K``: the backprop-filter convolution (``"phase"``) for 2-D layers
-  without groups whose kernel is larger than the stride and that have at
-  least 64 output channels or are channels-first (DCGAN-like layers); the
-  phase-wise matmuls (``"phase_matmul"``) everywhere else: ``k <= s`` (one
-  matmul), 1-D and 3-D (where XLA:CPU has no fast convolution), few channels,
-  groups.
+* CPU, ``K``: for layers without groups, the backprop-filter convolution
+  (``"phase"``) for 2-D layers whose kernel is larger than the stride and
+  that have at least 64 output channels or are channels-first (DCGAN-like
+  layers), and wherever the phase-wise matmuls would pad the input (their
+  zeros would meet an Inf or NaN of the gradient, giving NaN where the
+  definition has no product); the phase-wise matmuls (``"phase_matmul"``)
+  elsewhere (``k <= s`` with aligned blocks: one matmul) and for grouped
+  layers.
 
 A geometry that a lowering does not support (an output that no input
 position reaches) falls back along ``Lowering.fallback``. The measurements
@@ -157,11 +159,16 @@ def auto_choice(
     else:
         conv_wins = (
             geometry.num_spatial == 2
-            and geometry.groups == 1
             and (out_channels >= 64 or not geometry.channels_last)
             and all(k_eff > s for k_eff, s in zip(geometry.effective_kernel_size, geometry.strides))
         )
-        name = "phase" if conv_wins else "phase_matmul"
+        # The phase-wise matmuls multiply padded input with the gradient where
+        # a lag's shift reaches past the input: an Inf in the gradient would
+        # give NaN where the definition has no product. The backprop-filter
+        # convolution has no such product.
+        exact_on_gradient = not _phase.kernel_grad_matmul_pads_input(geometry)
+        ungrouped_conv = geometry.groups == 1 and (conv_wins or not exact_on_gradient)
+        name = "phase" if ungrouped_conv else "phase_matmul"
     return resolve(name, geometry).name
 
 

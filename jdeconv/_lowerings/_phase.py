@@ -157,6 +157,23 @@ def supports(geometry: ConvTransposeGeometry) -> bool:
     return all(geometry.input_size) and all(axis.blocks for axis in _plan(geometry))
 
 
+def kernel_grad_matmul_pads_input(geometry: ConvTransposeGeometry) -> bool:
+    """Whether :func:`kernel_grad_matmul` pads the input with zeros for some lag.
+
+    It aligns each lag's shifted input with the gradient's blocks; where a
+    shift reaches past the input, the input is padded, and those zeros meet
+    the gradient in the matmul: an Inf or NaN there gives NaN in the kernel
+    gradient where the definition has no product at all.
+    """
+    for axis in _plan(geometry):
+        for part in axis.parts:
+            for lag in range(part.lags):
+                offset = lag * axis.conv_dilation - part.first
+                if offset > 0 or axis.blocks - axis.input_size - offset > 0:
+                    return True
+    return False
+
+
 def _phase_taps(w: jax.Array, dim: int, axis: _Axis, phase: int, lags: int) -> jax.Array:
     """The taps of one phase along ``dim`` of ``w``, as ``lags`` stride-1 taps.
 

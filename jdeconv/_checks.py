@@ -49,6 +49,19 @@ def integer(function: str, argument: str, value: Any) -> int:
         ) from None
 
 
+def dimension(function: str, argument: str, value: Any) -> Any:
+    """An integer, or a symbolic dimension of ``jax.export`` (shape polymorphism).
+
+    Raises:
+      TypeError: on anything else.
+    """
+    from jax import export
+
+    if export.is_symbolic_dim(value):
+        return value
+    return integer(function, argument, value)
+
+
 def positive_integer(function: str, argument: str, value: Any, minimum: int = 1) -> int:
     """An integer ``>= minimum``.
 

@@ -210,15 +210,18 @@ def normalize_output_shape(
     """
     values = tuple(output_shape)
     if len(values) == num_spatial + 2:
-        batch = _size_entry(function, values[0], batch_size)
-        channels = _size_entry(function, values[-1] if channels_last else values[1], out_channels)
+        # The batch and channel entries may be symbolic (jax.export), as the input's.
+        batch = _checks.dimension(function, "output_shape", values[0])
+        channels = _checks.dimension(
+            function, "output_shape", values[-1] if channels_last else values[1]
+        )
         spatial = values[1:-1] if channels_last else values[2:]
-        if batch != batch_size:
+        if not _same_size(batch, batch_size):
             raise ValueError(
                 f"{function}: `output_shape` has batch size {batch}, but `input` "
                 f"has batch size {batch_size}; output_shape={values}."
             )
-        if channels != out_channels:
+        if not _same_size(channels, out_channels):
             raise ValueError(
                 f"{function}: `output_shape` has {channels} channels, but `filters` "
                 f"produce {out_channels} output channels; output_shape={values}."
@@ -234,20 +237,6 @@ def normalize_output_shape(
     if any(v < 0 for v in spatial):
         raise ValueError(f"{function}: `output_shape` sizes must be >= 0, got {values}.")
     return tuple(spatial)
-
-
-def _size_entry(function: str, value: Any, expected: Any) -> Any:
-    """A batch or channel entry of ``output_shape``.
-
-    An integer, or a symbolic dimension (``jax.export``) that equals the
-    input's batch size or the filters' channel count, symbolic or not.
-    """
-    try:
-        return _checks.integer(function, "output_shape", value)
-    except TypeError:
-        if not isinstance(value, str) and _same_size(value, expected):
-            return value
-        raise
 
 
 def _same_size(a: Any, b: Any) -> bool:

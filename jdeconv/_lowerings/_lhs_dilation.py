@@ -5,7 +5,7 @@ input with the spatially flipped kernel, in and out channels swapped. XLA maps
 this to cuDNN's backward-data kernels on GPU and to native code on TPU.
 
 Its two adjoints are written out explicitly rather than left to autodiff (see
-:mod:`jdeconv._autodiff`):
+:mod:`jdeconv._primitives`):
 
 * the input gradient is the forward strided, dilated convolution;
 * the kernel gradient is a convolution that contracts over the batch, with

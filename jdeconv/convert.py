@@ -207,15 +207,6 @@ class ConvTransposeArgs:
         return y
 
 
-# --------------------------------------------------------------------------
-# Helpers
-
-
-# The conversion of PyTorch tensors lives in _checks; jdeconv.io still reads
-# it under this name.
-_torch_to_numpy = _checks.torch_to_numpy
-
-
 def _kernel(function: str, argument: str, value: Any, layout: str) -> tuple[Any, int]:
     """A kernel as a NumPy or JAX array, and its number of spatial dimensions."""
     kernel = _checks.array_data(function, argument, value)

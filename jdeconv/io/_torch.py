@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jdeconv import convert
+from jdeconv import _checks
 from jdeconv.io._errors import SourceError, describe, entry, require
 
 # Why the weights-only unpickler refused a file, in PyTorch's long message.
@@ -105,5 +105,5 @@ def _numpy(value: Any) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if type(value).__module__.startswith("torch"):
-        return convert._torch_to_numpy(value)
+        return _checks.torch_to_numpy(value)
     return np.asarray(value)

@@ -395,14 +395,16 @@ def _lowering(primitive: Primitive, platform: str) -> Callable:
         if any(d == 0 for d in (*a.shape, *b.shape, *shape)):
             return jnp.zeros(shape, dtype)
         if primitive is kernel_grad_p:
+            in_channels = a.shape[_channel_axis(geometry)]
             out_channels = b.shape[_channel_axis(geometry)]
         else:
-            out_channels = b.shape[-2] * geometry.groups
+            in_channels, out_channels = b.shape[-1], b.shape[-2] * geometry.groups
         function = _lowerings.bilinear_map(
             method,
             bilinear_map,
             geometry,
             platform=platform,
+            in_channels=in_channels,
             out_channels=out_channels,
             partitioned=partitioned,
         )

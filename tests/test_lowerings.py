@@ -203,19 +203,18 @@ GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), gr
         # K: the backprop-filter convolution wherever the phase-wise matmuls
         # would pad the input (k > s here), so that an Inf in the gradient
         # gives no NaN the definition lacks.
-        (DCGAN, 64, 16, ("phase", "phase_matmul", "phase")),
+        (DCGAN, 64, 16, ("phase", "phase", "phase")),
         (UNET, 128, 64, ("lhs_dilation", "phase_matmul", "phase_matmul")),
         (FCN, 21, 21, ("phase", "phase_matmul", "phase")),
-        (AUDIO, 128, 64, ("phase", "phase_matmul", "phase")),
-        (VOLUME, 64, 32, ("phase", "phase_matmul", "phase")),
+        (AUDIO, 128, 64, ("phase", "phase", "phase")),
+        (VOLUME, 64, 32, ("phase", "phase", "phase")),
         (NCHW, 64, 32, ("phase", "phase", "phase")),
         (GROUPED, 64, 64, ("phase", "phase", "phase_matmul")),
     ],
     ids=["dcgan", "dcgan-few-channels", "unet", "fcn", "audio", "volume", "nchw", "grouped"],
 )  # fmt: skip
 def test_auto_policy_on_cpu(geometry, in_channels, out_channels, expected):
-    del in_channels  # the policy does not depend on it
-    chosen = tuple(auto_choice(geometry, m, out_channels, "cpu") for m in MAPS)
+    chosen = tuple(auto_choice(geometry, m, in_channels, out_channels, "cpu") for m in MAPS)
     assert chosen == expected
 
 
@@ -223,22 +222,24 @@ def test_auto_policy_on_cpu(geometry, in_channels, out_channels, expected):
 def test_auto_policy_elsewhere_is_the_reference(platform):
     for geometry in (DCGAN, UNET, FCN, AUDIO, VOLUME):
         for bilinear_map in MAPS:
-            assert auto_choice(geometry, bilinear_map, 64, platform) == "lhs_dilation"
+            assert auto_choice(geometry, bilinear_map, 64, 64, platform) == "lhs_dilation"
 
 
 @pytest.mark.parametrize("platform", ["cuda", "tpu"])
 def test_auto_policy_for_grouped_layers_on_a_mesh(platform):
     """XLA replicates a batch-split grouped convolution; the sub-pixel forms keep the split."""
     for bilinear_map in MAPS:
-        on_mesh = auto_choice(GROUPED, bilinear_map, 64, platform, partitioned=True)
+        on_mesh = auto_choice(GROUPED, bilinear_map, 64, 64, platform, partitioned=True)
         assert on_mesh == "phase"
-        assert auto_choice(DCGAN, bilinear_map, 64, platform, partitioned=True) == ("lhs_dilation")
+        assert auto_choice(DCGAN, bilinear_map, 64, 64, platform, partitioned=True) == (
+            "lhs_dilation"
+        )
 
 
 def test_auto_input_gradient_on_a_mesh_is_one_contraction():
     """Under a mesh the input gradient is the strided convolution (one all-reduce)."""
     for geometry in (DCGAN, UNET, FCN, AUDIO, VOLUME):
-        assert auto_choice(geometry, "forward_conv", 64, "cpu", partitioned=True) == "phase"
+        assert auto_choice(geometry, "forward_conv", 64, 64, "cpu", partitioned=True) == "phase"
 
 
 def _input_gradient_form(geometry, block, in_channels: int, out_channels: int) -> str:
@@ -348,9 +349,15 @@ UNREACHED = _geometry(_case((1,), (2,), (2,), (2,), ((1, 1),), (1,)))
 def test_fallback_where_the_decomposition_does_not_apply(method):
     assert _lowerings.resolve(method, UNREACHED).name == "lhs_dilation"
     assert _lowerings.resolve(method, DCGAN).name == method
-    assert auto_choice(UNREACHED, "transpose_conv", 1, "cpu") == "lhs_dilation"
+    assert auto_choice(UNREACHED, "transpose_conv", 1, 1, "cpu") == "lhs_dilation"
     chosen = _lowerings.bilinear_map(
-        method, "kernel_grad", UNREACHED, platform="cpu", out_channels=1, partitioned=False
+        method,
+        "kernel_grad",
+        UNREACHED,
+        platform="cpu",
+        in_channels=1,
+        out_channels=1,
+        partitioned=False,
     )
     assert chosen is _lhs_dilation.kernel_grad
     rng = np.random.default_rng(1)

@@ -44,13 +44,15 @@ for several, gets each platform's choice:
   ones up to 2x). Except 2-D layers whose taps do not overlap (``k == s``,
   U-Net's ``k = s = 2``): there the lhs-dilated convolution writes the output
   directly and measured faster than a matmul followed by depth-to-space.
-* CPU, ``F``: the phase-space form (``"phase_matmul"``) for channels-last
-  layers without groups: its stride-1 convolutions read ``stride ** N`` times
-  fewer windows, and XLA folds its space-to-depth into the forward's
-  depth-to-space where it can. The strided convolution (``"phase"``) for
-  channels-first or grouped layers, where it measured faster, and for
-  operands on a mesh: one contraction over the output channels, so that a
-  split of them costs one all-reduce rather than one per phase part.
+* CPU, ``F``: the phase-space form (``"phase_matmul"``) for 2-D channels-last
+  layers without groups whose parts are each one matmul and an overlap-add
+  (few input channels or one lag: U-Net, FCN) or whose channels are many
+  (``C_in * C_out >= 256 * 128``: DCGAN, where XLA:CPU's strided convolution
+  ran slower). The strided convolution (``"phase"``) elsewhere: smaller 2-D
+  layers, 1-D and 3-D, channels-first and grouped layers, where it measured
+  faster, and operands on a mesh: one contraction over the output channels,
+  so that a split of them costs one all-reduce rather than one per phase
+  part.
 * CPU, ``K``: for layers without groups, the backprop-filter convolution
   (``"phase"``) for 2-D layers whose kernel is larger than the stride and
   that have at least 64 output channels or are channels-first (DCGAN-like
@@ -121,6 +123,7 @@ def resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
 def auto_choice(
     geometry: ConvTransposeGeometry,
     bilinear_map: str,
+    in_channels: int,
     out_channels: int,
     platform: str,
     partitioned: bool = False,
@@ -130,6 +133,7 @@ def auto_choice(
     Args:
       geometry: the call's geometry.
       bilinear_map: ``"transpose_conv"``, ``"forward_conv"`` or ``"kernel_grad"``.
+      in_channels: ``C_in``, the input's channel count.
       out_channels: ``C_out``, the output's channel count.
       platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
       partitioned: whether the operands may be split over several devices
@@ -154,7 +158,20 @@ def auto_choice(
         )
         name = "lhs_dilation" if disjoint else "phase"
     elif bilinear_map == "forward_conv":
-        phase_space = geometry.channels_last and geometry.groups == 1 and not partitioned
+        # The phase-space form where each part is one matmul and an
+        # overlap-add, or where the channels are many (the stride-2
+        # convolution of large 2-D layers ran slower); the strided
+        # convolution elsewhere.
+        phase_space = (
+            geometry.num_spatial == 2
+            and geometry.channels_last
+            and geometry.groups == 1
+            and not partitioned
+            and (
+                in_channels * out_channels >= 256 * 128
+                or _phase.input_gradient_is_matmuls(geometry, in_channels, out_channels)
+            )
+        )
         name = "phase_matmul" if phase_space else "phase"
     else:
         conv_wins = (
@@ -178,6 +195,7 @@ def bilinear_map(
     geometry: ConvTransposeGeometry,
     *,
     platform: str,
+    in_channels: int,
     out_channels: int,
     partitioned: bool,
 ) -> BilinearMap:
@@ -188,11 +206,12 @@ def bilinear_map(
       bilinear_map: ``"transpose_conv"``, ``"forward_conv"`` or ``"kernel_grad"``.
       geometry: the call's geometry.
       platform: the platform being compiled for (``"cpu"`` or another).
+      in_channels: ``C_in``, the input's channel count.
       out_channels: ``C_out``, the output's channel count.
       partitioned: whether the operands may be split over several devices.
     """
     if method == "auto":
-        name = auto_choice(geometry, bilinear_map, out_channels, platform, partitioned)
+        name = auto_choice(geometry, bilinear_map, in_channels, out_channels, platform, partitioned)
     else:
         name = resolve(method, geometry).name
     return getattr(_LOWERINGS[name], bilinear_map)

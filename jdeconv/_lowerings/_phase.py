@@ -100,13 +100,11 @@ def _plan_axis(
     s: int,
     d: int,
     before: int,
-    split_short: bool = True,
 ) -> _Axis:
     """Plans one axis.
 
     Args are the axis' input size, output size, kernel size, stride, dilation
-    and forward padding before the signal; ``split_short=False`` keeps the
-    short phases in their long neighbours' convolution (zero taps).
+    and forward padding before the signal.
     """
     common = math.gcd(s, d)
     phases, step = s // common, d // common
@@ -121,7 +119,7 @@ def _plan_axis(
     reached = -(-(o - offset) // common) if o > offset else 0
     blocks = -(-reached // phases)
     rotation, base = v0 % phases, v0 // phases
-    long_phases = k % phases if split_short and phases > 1 and step == 1 else 0
+    long_phases = k % phases if phases > 1 and step == 1 else 0
     cuts = sorted({0, phases, long_phases, rotation})
     ranges = [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
     ranges = [r for r in ranges if r[0] >= rotation] + [r for r in ranges if r[0] < rotation]
@@ -133,9 +131,9 @@ def _plan_axis(
     return _Axis(i, o, k, common, phases, step, lags, conv_dilation, blocks, offset, tuple(parts))
 
 
-def _plan(geometry: ConvTransposeGeometry, split_short: bool = True) -> tuple[_Axis, ...]:
+def _plan(geometry: ConvTransposeGeometry) -> tuple[_Axis, ...]:
     return tuple(
-        _plan_axis(i, o, k, s, d, before, split_short)
+        _plan_axis(i, o, k, s, d, before)
         for i, o, k, s, d, (before, _) in zip(
             geometry.input_size,
             geometry.output_size,
@@ -200,15 +198,26 @@ def _phase_taps(w: jax.Array, dim: int, axis: _Axis, phase: int, lags: int) -> j
 def _part_kernel(w: jax.Array, axes: tuple[_Axis, ...], block: tuple[_Part, ...]) -> jax.Array:
     """``[*k, A, B]`` to ``[*lags, *phases, A, B]`` for one part: its phases' taps.
 
-    Each part reads its taps from ``w`` with strided slices, so that XLA
-    fuses the selection into each consumer instead of materialising a padded
-    copy of the whole kernel for all of them.
+    Each part reads its taps from ``w`` with slices, so that XLA fuses the
+    selection into each consumer instead of materialising a padded copy of
+    the whole kernel for all of them. Without dilation, lag ``q`` of the
+    part's phases is the contiguous run of taps ``q * phases + [start, stop)``,
+    one slice per lag; otherwise (and with dilation) one strided slice per
+    phase; whichever makes fewer slices.
     """
     n = len(axes)
     for a, (axis, part) in enumerate(zip(axes, block)):
         dim = 2 * a  # axes before it are already (lags, phases) pairs
         if axis.phases == 1:
             w = jnp.expand_dims(w, dim + 1)
+        elif axis.step == 1 and part.lags < part.stop - part.start:
+            runs = [
+                lax.slice_in_dim(
+                    w, q * axis.phases + part.start, q * axis.phases + part.stop, axis=dim
+                )
+                for q in range(part.lags)
+            ]
+            w = jnp.stack(runs, axis=dim)
         else:
             taps = [_phase_taps(w, dim, axis, r, part.lags) for r in range(part.start, part.stop)]
             w = jnp.stack(taps, axis=dim + 1)
@@ -379,17 +388,11 @@ def _assemble(part, axes: tuple[_Axis, ...], axis_offset: int, *, output_order: 
     return build(0, ())
 
 
-def transpose_conv(
-    x: jax.Array, w: jax.Array, config: ConvConfig, *, split_short: bool = True
-) -> jax.Array:
-    """The transposed convolution: a stride-1 convolution per part, then depth-to-space.
-
-    ``split_short=False`` pads the short phases' kernels with zero taps instead
-    of giving them their own convolutions (kept for measurements).
-    """
+def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
+    """The transposed convolution: a stride-1 convolution per part, then depth-to-space."""
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
-    axes = _plan(geometry, split_short)
+    axes = _plan(geometry)
     x = _channels_last(x, geometry)
     per_group, in_channels = w.shape[-2:]
     dtype = config.preferred_element_type or x.dtype
@@ -569,6 +572,23 @@ def _overlap_add_wins(
     the shape the kernel gradient reads it (one copy for both).
     """
     return groups == 1 and math.prod(p.lags for p in block) * in_channels <= part_channels
+
+
+def input_gradient_is_matmuls(
+    geometry: ConvTransposeGeometry, in_channels: int, out_channels: int
+) -> bool:
+    """Whether :func:`forward_conv_phase` computes every part as one matmul and an overlap-add."""
+    axes = _plan(geometry)
+    return all(
+        _overlap_add_wins(
+            block,
+            math.prod(p.stop - p.start for p in block) * out_channels,
+            in_channels,
+            geometry.groups,
+        )
+        for block in itertools.product(*(axis.parts for axis in axes))
+        if all(p.lags for p in block)
+    )
 
 
 def _correlate_overlap_add(

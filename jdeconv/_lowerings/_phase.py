@@ -466,9 +466,8 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    gz = _space_to_depth(
-        g, geometry, axes, config.partitioned
-    )  # (N, *blocks, G, *phases, C_out / G)
+    # (N, *blocks, G, *phases, C_out / G)
+    gz = _space_to_depth(g, geometry, axes, config.partitioned)
     x = _channels_last(x, geometry)
     x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
     per_group, in_per_group = gz.shape[-1], x.shape[-1]
@@ -641,9 +640,8 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    gz = _space_to_depth(
-        g, geometry, axes, config.partitioned
-    )  # (N, *blocks, G, *phases, C_out / G)
+    # (N, *blocks, G, *phases, C_out / G)
+    gz = _space_to_depth(g, geometry, axes, config.partitioned)
     out = None
     for block in itertools.product(*(axis.parts for axis in axes)):
         if not all(p.lags for p in block):

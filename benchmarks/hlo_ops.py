@@ -20,7 +20,7 @@ import re
 
 import jax
 import jax.numpy as jnp
-from layer_suite import LAYERS
+from layer_suite import LAYERS, jdeconv_forward
 
 import jdeconv
 
@@ -32,19 +32,10 @@ def main() -> None:
         x = jax.ShapeDtypeStruct(layer.input_shape, jnp.float32)
         w = jax.ShapeDtypeStruct(layer.kernel_shape, jnp.float32)
         for method in jdeconv.METHODS:
+            forward = jdeconv_forward(layer, method)
 
-            def loss(x, w, layer=layer, method=method):
-                y = jdeconv.conv_transpose(
-                    x,
-                    w,
-                    layer.output_size,
-                    layer.stride,
-                    layer.op_padding,
-                    layer.data_format,
-                    groups=layer.groups,
-                    method=method,
-                )
-                return jnp.sum(y**2)
+            def loss(x, w, forward=forward):
+                return jnp.sum(forward(x, w) ** 2)
 
             compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(x, w).compile()
             kinds = sorted(_INSTRUCTION.findall(compiled.as_text()))

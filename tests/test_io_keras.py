@@ -13,6 +13,7 @@ import zipfile
 
 import flax.linen as nn
 import jax
+import keras_ports
 import numpy as np
 import pytest
 
@@ -237,30 +238,12 @@ def test_keras_file_errors(keras3_files, tmp_path):
 
 
 def keras2_model(keras):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Dense(5, name="proj")(inputs)
-    x = keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same", name="up")(x)
-    x = keras.layers.BatchNormalization(name="norm")(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.Conv2DTranspose(2, 4, strides=2, output_padding=1, name="rgb")(x)
-    model = keras.Model(inputs, x)
+    model = keras_ports.keras2_decoder(keras)
     rng = np.random.default_rng(1)
     model.get_layer("norm").set_weights(
         [rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6), rng.uniform(0.5, 2, 6)]
     )
     return model
-
-
-class Keras2Port(nn.Module):
-    """Auto-named modules: matched by order."""
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.Dense(5)(x)
-        x = jdeconv.Conv2DTranspose(6, 3, strides=2, padding="same")(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=True, epsilon=1e-3)(x))
-        return jdeconv.Conv2DTranspose(2, 4, strides=2, output_padding=1)(x)
 
 
 @pytest.mark.parametrize("kind", ["weights", "whole model"])
@@ -275,10 +258,13 @@ def test_keras2_h5(tf_keras, tmp_path, kind):
         keras_save(model.save, path, save_format="h5")
     assert "norm/moving_variance" in io.read_keras_weights(path)
     variables, report = io.load_keras_weights(
-        path, io.abstract_variables(Keras2Port(), Z), return_report=True
+        path, io.abstract_variables(keras_ports.Port(), Z), return_report=True
     )
     np.testing.assert_allclose(
-        Keras2Port().apply(variables, Z), model(Z, training=False).numpy(), rtol=1e-5, atol=1e-5
+        keras_ports.Port().apply(variables, Z),
+        model(Z, training=False).numpy(),
+        rtol=1e-5,
+        atol=1e-5,
     )
     if kind == "whole model":  # The optimizer's weights are skipped, and said to be.
         assert report.skipped and all(n.startswith("optimizer_weights/") for n in report.skipped)

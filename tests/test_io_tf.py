@@ -17,6 +17,7 @@ import warnings
 
 import flax.linen as nn
 import jax
+import keras_ports
 import numpy as np
 import pytest
 
@@ -33,28 +34,10 @@ def tf_keras(tf):
 
 
 def keras2_model(keras):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Dense(5, name="proj")(inputs)
-    x = keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same", name="up")(x)
-    x = keras.layers.BatchNormalization(name="norm")(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.Conv2DTranspose(2, 4, strides=2, output_padding=1, name="rgb")(x)
-    model = keras.Model(inputs, x)
+    model = keras_ports.keras2_decoder(keras)
     model.compile(keras.optimizers.Adam(), "mse")
     model.fit(X, Y, epochs=1, verbose=0)  # Optimizer state and non-trivial statistics.
     return model
-
-
-class Port(nn.Module):
-    """Auto-named modules: matched by order."""
-
-    @nn.compact
-    def __call__(self, x):
-        x = nn.Dense(5)(x)
-        x = jdeconv.Conv2DTranspose(6, 3, strides=2, padding="same")(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=True, epsilon=1e-3)(x))
-        return jdeconv.Conv2DTranspose(2, 4, strides=2, output_padding=1)(x)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +69,11 @@ def trained(tf, tf_keras, tmp_path_factory):
 )
 def test_object_based_checkpoints_load_with_defaults(trained, kind):
     paths, expected = trained
-    target = io.abstract_variables(Port(), X)
+    target = io.abstract_variables(keras_ports.Port(), X)
     variables, report = io.load_tf_checkpoint(paths[kind], target, return_report=True)
-    np.testing.assert_allclose(Port().apply(variables, X), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        keras_ports.Port().apply(variables, X), expected, rtol=1e-5, atol=1e-5
+    )
     assert len(report.loaded) == 10
     assert report.unused == report.kept == ()
     skipped = set(report.skipped)
@@ -113,17 +98,21 @@ def test_checkpoint_names_and_prefix(trained):
         "model/layer_with_weights-0/kernel",
     ]
     assert len(names) == 10  # The model's variables only.
-    target = io.abstract_variables(Port(), X)
+    target = io.abstract_variables(keras_ports.Port(), X)
     index = paths["Checkpoint.save"] + ".index"
     for path in (index, os.path.dirname(index)):  # The .index file and the directory work too.
         variables = io.load_tf_checkpoint(path, target, prefix="model/")
-        np.testing.assert_allclose(Port().apply(variables, X), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            keras_ports.Port().apply(variables, X), expected, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_skipped_entries_are_logged(trained, caplog):
     paths, _ = trained
     with caplog.at_level(logging.INFO, logger="jdeconv.io"):
-        io.load_tf_checkpoint(paths["Checkpoint.save"], io.abstract_variables(Port(), X))
+        io.load_tf_checkpoint(
+            paths["Checkpoint.save"], io.abstract_variables(keras_ports.Port(), X)
+        )
     (message,) = caplog.messages
     assert message.startswith(
         f"load_tf_checkpoint: {paths['Checkpoint.save']!r}: loaded 10 weights; skipped 20 "

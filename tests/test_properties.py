@@ -143,7 +143,8 @@ def test_value_and_gradients_match_the_reference_long(case, method):
 # ---------------------------------------------------------- non-finite values
 
 
-def check_nothing_hidden(case: cases.Case, method: str, operand: str, value: float, index: int):
+def arrays_with(case: cases.Case, operand: str, value: float, index: int):
+    """Random ``x``, ``w`` and ``g`` for ``case``, with ``value`` put into ``operand``."""
     rng = np.random.default_rng(cases.seed_of(case.describe()))
     arrays = {
         "x": rng.standard_normal(case.input_shape),
@@ -153,7 +154,11 @@ def check_nothing_hidden(case: cases.Case, method: str, operand: str, value: flo
     target = arrays[operand].reshape(-1)
     assume(target.size)
     target[index % target.size] = value
-    x, w, g = arrays["x"], arrays["w"], arrays["g"]
+    return arrays["x"], arrays["w"], arrays["g"]
+
+
+def check_nothing_hidden(case: cases.Case, method: str, operand: str, value: float, index: int):
+    x, w, g = arrays_with(case, operand, value, index)
     y, vjp = jax.vjp(_op(case, method), x, w)
     dx, dw = vjp(g)
     with np.errstate(invalid="ignore"):
@@ -225,15 +230,7 @@ def test_non_finite_positions_are_tensorflows_on_common_layers(case, method, ope
     and filter gradient pad with zeros, so they too turn an Inf in the kernel
     or the input into NaN at the border; see the semantics page.)
     """
-    rng = np.random.default_rng(cases.seed_of(case.describe()))
-    arrays = {
-        "x": rng.standard_normal(case.input_shape),
-        "w": rng.standard_normal(case.filters_shape),
-        "g": rng.standard_normal(case.output_full_shape),
-    }
-    target = arrays[operand].reshape(-1)
-    target[index % target.size] = value
-    x, w, g = arrays["x"], arrays["w"], arrays["g"]
+    x, w, g = arrays_with(case, operand, value, index)
     y, vjp = jax.vjp(_op(case, method), x, w)
     with np.errstate(invalid="ignore"):
         pairs = [("value", y, case.reference(x, w))] if operand != "g" else []

@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import AxisType
 
 from jdeconv import _lowerings
-from jdeconv._lowerings import _canonical
 from jdeconv._shapes import ConvTransposeGeometry
 
 #: ``T(x, w)``: the transposed convolution, ``(N, *I, C_in)`` to ``(N, *O, C_out)``.
@@ -94,7 +94,7 @@ def apply(
         method=method,
         precision=precision,
         preferred_element_type=preferred_element_type,
-        partitioned=_canonical.partitioned(x, w),
+        partitioned=partitioned(x, w),
     )
     out_spec = _explicit_output_spec(x, w, geometry)
     if out_spec is None:
@@ -104,6 +104,26 @@ def apply(
         return transpose_conv_p.bind(x, w, **params)
 
     return jax.sharding.auto_axes(partitioned_by_xla, out_sharding=out_spec)(x, w)
+
+
+def partitioned(*arrays: jax.Array) -> bool:
+    """Whether XLA may split ``arrays`` over several devices when it compiles them.
+
+    True where an array's type names a mesh (arrays placed with a
+    ``NamedSharding``, and values computed from them), or a mesh is set with
+    ``jax.set_mesh``, whose axes that are not manual span more than one device.
+    Inside ``jax.shard_map`` (manual axes) each device computes on its own
+    block, as on one device.
+    """
+    meshes = [jax.typeof(a).sharding.mesh for a in arrays]
+    meshes.append(jax.sharding.get_abstract_mesh())
+    return any(
+        math.prod(
+            size for size, kind in zip(mesh.axis_sizes, mesh.axis_types) if kind != AxisType.Manual
+        )
+        > 1
+        for mesh in meshes
+    )
 
 
 def _varying_axes(a: jax.Array) -> frozenset[str]:

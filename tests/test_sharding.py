@@ -36,7 +36,7 @@ import reference
 import sharding_checks
 
 import jdeconv
-from jdeconv._lowerings import _canonical
+from jdeconv import _primitives
 
 SCRIPT = sharding_checks.__file__
 CHECKS = list(sharding_checks.available_checks())
@@ -188,7 +188,7 @@ def test_partitioned_forms_on_one_device(monkeypatch, name, method):
         return (y, *vjp(g))
 
     default = jax.jit(forward_backward)(x, w, g)
-    monkeypatch.setattr(_canonical, "partitioned", lambda *arrays: True)
+    monkeypatch.setattr(_primitives, "partitioned", lambda *arrays: True)
     y, dx, dw = (np.asarray(a, np.float64) for a in jax.jit(forward_backward)(x, w, g))
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     pairing = float(np.sum(want * g))
@@ -201,5 +201,5 @@ def test_partitioned_forms_on_one_device(monkeypatch, name, method):
 
 def test_one_device_is_not_partitioned():
     x = jax.numpy.ones((2, 3))
-    assert not _canonical.partitioned(x)
-    assert jax.jit(lambda x: _canonical.partitioned(x) * x)(x).sum() == 0
+    assert not _primitives.partitioned(x)
+    assert jax.jit(lambda x: _primitives.partitioned(x) * x)(x).sum() == 0

@@ -17,7 +17,7 @@ gradient). Adding one is one module that defines them plus one entry in
   with ``stride ** N * C_out`` output channels on the undilated input, then
   depth-to-space and a crop. ``F`` the forward strided convolution and ``K``
   the backprop-filter convolution, both shaped so that XLA:CPU runs them
-  through its fast 2-D library kernel (:mod:`._canonical`).
+  through its fast 2-D library kernel (:mod:`._cpu_convolutions`).
 
 ``"phase_matmul"``
   The same ``T``; ``F`` and ``K`` computed in phase space: ``F`` as stride-1
@@ -137,7 +137,7 @@ def auto_choice(
       out_channels: ``C_out``, the output's channel count.
       platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
       partitioned: whether the operands may be split over several devices
-        (see :func:`jdeconv._lowerings._canonical.partitioned`).
+        (see :func:`jdeconv._primitives.partitioned`).
 
     Returns:
       The name of a registered lowering that supports ``geometry``.

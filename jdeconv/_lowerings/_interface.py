@@ -21,7 +21,7 @@ class ConvConfig:
       preferred_element_type: the result dtype, or ``None`` for the operands'.
       partitioned: whether the operands may be split over several devices,
         so that the lowerings emit forms XLA partitions along any axis (see
-        :func:`jdeconv._lowerings._canonical.partitioned`).
+        :func:`jdeconv._primitives.partitioned`).
     """
 
     geometry: ConvTransposeGeometry

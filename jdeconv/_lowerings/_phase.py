@@ -32,7 +32,7 @@ The adjoints come in two forms:
   stride-1 convolution of the space-to-depth gradient, or one matmul and an
   overlap-add; one matmul per phase lag).
 
-All convolutions go through :mod:`jdeconv._lowerings._canonical`, which gives
+All convolutions go through :mod:`jdeconv._lowerings._cpu_convolutions`, which gives
 XLA:CPU the shapes its fast library runs.
 """
 
@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jdeconv._lowerings import _canonical
+from jdeconv._lowerings import _cpu_convolutions
 from jdeconv._lowerings._interface import ConvConfig
 from jdeconv._shapes import ConvTransposeGeometry
 
@@ -406,7 +406,7 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
         kernel = kernel.reshape(*kernel.shape[:-1], groups, in_channels // groups)
         kernel = kernel.transpose(*range(n), 2 * n + 2, 2 * n + 1, *range(n, 2 * n + 1))
         kernel = lax.rev(kernel.reshape(*kernel.shape[:n], in_channels // groups, -1), range(n))
-        z = _canonical.conv(
+        z = _cpu_convolutions.conv(
             x,
             kernel,
             strides=(1,) * n,
@@ -427,7 +427,7 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
 def forward_conv_strided(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
     """The input gradient: the forward strided convolution, as one 2-D convolution."""
     geometry = config.geometry
-    out = _canonical.conv(
+    out = _cpu_convolutions.conv(
         _channels_last(g, geometry),
         w,
         strides=geometry.strides,
@@ -442,7 +442,7 @@ def forward_conv_strided(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.
 def kernel_grad_conv(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
     """The kernel gradient as TensorFlow's backprop-filter convolution."""
     geometry = config.geometry
-    return _canonical.filter_grad(
+    return _cpu_convolutions.filter_grad(
         _channels_last(g, geometry),
         _channels_last(x, geometry),
         geometry.kernel_size,
@@ -652,7 +652,7 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
         if _overlap_add_wins(block, kernel.shape[-2], kernel.shape[-1], groups):
             x = _correlate_overlap_add(g_part, kernel, block, axes, g.shape[0], config)
         else:
-            x = _canonical.conv(
+            x = _cpu_convolutions.conv(
                 g_part.reshape(g.shape[0], *(axis.blocks for axis in axes), -1),
                 kernel,
                 strides=(1,) * n,

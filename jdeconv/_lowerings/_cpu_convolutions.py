@@ -21,7 +21,8 @@ keep a merged axis split over devices only by its major part: folding a
 volume's depth into the batch makes a depth-split input move whole (an
 all-gather), and the grouped kernel gradient's ``(group, batch)`` axis does
 the same to a batch-split one. So where the operands may be split over
-several devices (:func:`partitioned`), :func:`conv` and :func:`filter_grad`
+several devices (``config.partitioned``, see
+:func:`jdeconv._primitives.partitioned`), :func:`conv` and :func:`filter_grad`
 emit one native convolution over every spatial axis instead, which XLA
 partitions along any axis with halo exchanges.
 
@@ -38,32 +39,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import AxisType
 
 from jdeconv._lowerings import _xla_workarounds
 from jdeconv._lowerings._interface import ConvConfig
 
 Pairs = Sequence[tuple[int, int]]
-
-
-def partitioned(*arrays: jax.Array) -> bool:
-    """Whether XLA may split ``arrays`` over several devices when it compiles them.
-
-    True where an array's type names a mesh (arrays placed with a
-    ``NamedSharding``, and values computed from them), or a mesh is set with
-    ``jax.set_mesh``, whose axes that are not manual span more than one device.
-    Inside ``jax.shard_map`` (manual axes) each device computes on its own
-    block, as on one device.
-    """
-    meshes = [jax.typeof(a).sharding.mesh for a in arrays]
-    meshes.append(jax.sharding.get_abstract_mesh())
-    return any(
-        math.prod(
-            size for size, kind in zip(mesh.axis_sizes, mesh.axis_types) if kind != AxisType.Manual
-        )
-        > 1
-        for mesh in meshes
-    )
 
 
 def _pad_spatial(a: jax.Array, axes: Sequence[int], padding: Pairs) -> jax.Array:

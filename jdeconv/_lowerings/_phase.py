@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import jax
@@ -163,13 +164,28 @@ def kernel_grad_matmul_pads_input(geometry: ConvTransposeGeometry) -> bool:
     the gradient in the matmul: an Inf or NaN there gives NaN in the kernel
     gradient where the definition has no product at all.
     """
-    for axis in _plan(geometry):
-        for part in axis.parts:
-            for lag in range(part.lags):
-                offset = lag * axis.conv_dilation - part.first
-                if offset > 0 or axis.blocks - axis.input_size - offset > 0:
-                    return True
-    return False
+    return any(
+        max(_lag_window_padding(axis, part, lag)) > 0
+        for axis in _plan(geometry)
+        for part in axis.parts
+        for lag in range(part.lags)
+    )
+
+
+def _lag_window_padding(axis: _Axis, part: _Part, lag: int) -> tuple[int, int]:
+    """``(low, high)`` padding that aligns the input, shifted by ``lag``, with the blocks.
+
+    Block ``b`` meets input position ``b - low``; negative entries crop.
+    """
+    offset = lag * axis.conv_dilation - part.first
+    return offset, axis.blocks - axis.input_size - offset
+
+
+def _blocks_with_taps(axes: tuple[_Axis, ...]) -> Iterator[tuple[_Part, ...]]:
+    """Every combination of one part per axis whose phases have at least one tap."""
+    for block in itertools.product(*(axis.parts for axis in axes)):
+        if all(p.lags for p in block):
+            yield block
 
 
 def _phase_taps(w: jax.Array, dim: int, axis: _Axis, phase: int, lags: int) -> jax.Array:
@@ -472,19 +488,17 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
     per_group, in_per_group = gz.shape[-1], x.shape[-1]
     dtype = config.preferred_element_type or jnp.promote_types(x.dtype, g.dtype)
-    windows: dict[tuple[int, ...], jax.Array] = {}
+    windows: dict[tuple[tuple[int, int], ...], jax.Array] = {}
 
-    def shift(lag: tuple[int, ...], block: tuple[_Part, ...]) -> tuple[int, ...]:
-        return tuple(q * axis.conv_dilation - p.first for q, axis, p in zip(lag, axes, block))
-
-    def window(offsets: tuple[int, ...]) -> jax.Array:
-        """The input at position ``block - offsets``, over the blocks."""
-        if offsets not in windows:
-            pad = [(0, 0, 0)] * x.ndim
-            for a, axis in enumerate(axes):
-                pad[1 + a] = (offsets[a], axis.blocks - axis.input_size - offsets[a], 0)
-            windows[offsets] = lax.pad(x, jnp.zeros((), x.dtype), pad)
-        return windows[offsets]
+    def window(lag: tuple[int, ...], block: tuple[_Part, ...]) -> jax.Array:
+        """The input shifted by ``lag``, aligned with the blocks (computed once per shift)."""
+        padding = tuple(_lag_window_padding(*args) for args in zip(axes, block, lag))
+        if padding not in windows:
+            config = [(0, 0, 0)] * x.ndim
+            for a, (low, high) in enumerate(padding):
+                config[1 + a] = (low, high, 0)
+            windows[padding] = lax.pad(x, jnp.zeros((), x.dtype), config)
+        return windows[padding]
 
     def correlate(shifted: jax.Array, g_part: jax.Array) -> jax.Array:
         """(N, *blocks, G, C_in / G) with the gradient's rows and channels."""
@@ -507,8 +521,7 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
         counts = [p.lags for p in block]
         g_part = _gradient_part(gz, block, config.partitioned)
         lags = [
-            correlate(window(shift(lag, block)), g_part)
-            for lag in itertools.product(*map(range, counts))
+            correlate(window(lag, block), g_part) for lag in itertools.product(*map(range, counts))
         ]
         shape = (*counts, groups, in_per_group, *phases, per_group)
         piece = jnp.stack(lags).reshape(shape) if lags else jnp.zeros(shape, dtype)
@@ -577,7 +590,6 @@ def input_gradient_is_matmuls(
     geometry: ConvTransposeGeometry, in_channels: int, out_channels: int
 ) -> bool:
     """Whether :func:`forward_conv_phase` computes every part as one matmul and an overlap-add."""
-    axes = _plan(geometry)
     return all(
         _overlap_add_wins(
             block,
@@ -585,8 +597,7 @@ def input_gradient_is_matmuls(
             in_channels,
             geometry.groups,
         )
-        for block in itertools.product(*(axis.parts for axis in axes))
-        if all(p.lags for p in block)
+        for block in _blocks_with_taps(_plan(geometry))
     )
 
 
@@ -643,9 +654,7 @@ def forward_conv_phase(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Ar
     # (N, *blocks, G, *phases, C_out / G)
     gz = _space_to_depth(g, geometry, axes, config.partitioned)
     out = None
-    for block in itertools.product(*(axis.parts for axis in axes)):
-        if not all(p.lags for p in block):
-            continue
+    for block in _blocks_with_taps(axes):
         kernel = _part_kernel(w, axes, block)  # [*lags, *phases, C_out / G, C_in]
         kernel = kernel.reshape(*kernel.shape[:n], -1, kernel.shape[-1])
         g_part = _gradient_part(gz, block, config.partitioned)

@@ -433,6 +433,7 @@ def _lowering(primitive: Primitive, platform: str) -> Callable:
             precision=precision,
             preferred_element_type=preferred_element_type,
             partitioned=partitioned,
+            platform=platform,
         )
         return function(a, b, config)
 

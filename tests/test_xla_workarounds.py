@@ -11,6 +11,9 @@
   padding pair with a negative and a positive side.
 * The reproducer that found the bug, through jdeconv, in float32, for every
   method.
+* On CPU, stride-1 convolutions that XLA:CPU would run through YNNPACK (on
+  one thread) are computed one output row longer and reach XLA's Eigen
+  convolution instead (``CPU_CONVOLUTION_PATH``), with the same numbers.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import reference
 from jax import lax
 
 import jdeconv
-from jdeconv._lowerings._xla_workarounds import XLA_BUGS
+from jdeconv._lowerings import _xla_workarounds
+from jdeconv._lowerings._xla_workarounds import CPU_CONVOLUTION_PATH, XLA_BUGS
 
 
 def test_every_bug_has_a_reproducer():
@@ -183,3 +187,108 @@ def test_padding_beyond_the_kernel_in_float32(method, data_format):
         )
         assert got.dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------ the CPU convolution path
+
+
+def _ynnpack_convolutions(compiled_text: str) -> int:
+    """How many convolutions the compiled HLO runs inside YNNPACK fusions."""
+    bodies = dict(re.findall(r"^%?(\S+) [^\n]*\{\n(.*?)^\}", compiled_text, re.S | re.M))
+    called = re.findall(r"%?ynn_fusion[\w.]* = .*?calls=%?([\w.\-]+)", compiled_text)
+    return sum(bodies.get(name, "").count(" convolution(") for name in called)
+
+
+def _stride_one_conv(x, w, padding, platform):
+    return _xla_workarounds.conv_general_dilated(
+        x,
+        w,
+        window_strides=(1, 1),
+        padding=padding,
+        dimension_numbers=lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2)),
+        platform=platform,
+    )
+
+
+def test_a_plain_convolution_is_seen_in_ynnpack():
+    """The check below can fail: plain ``lax`` puts this convolution in YNNPACK.
+
+    Skipped where this jaxlib has no YNNPACK path for it (nothing to avoid).
+    """
+    x = jax.ShapeDtypeStruct((4, 32, 32, 32), jnp.float32)
+    w = jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32)
+    text = jax.jit(lambda x, w: _stride_one_conv(x, w, ((1, 1), (1, 1)), "other")).lower(x, w)
+    count = _ynnpack_convolutions(text.compile().as_text())
+    if count == 0:
+        pytest.skip("this jaxlib runs no convolution through YNNPACK")
+    assert count == 1
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        # (input, kernel, stride, padding, C_in, C_out), channels-last, float32
+        ((32, 32), 3, 1, "SAME", 32, 32),
+        ((16, 16), 4, 2, "SAME", 32, 32),
+        ((16, 16), 5, 2, "SAME", 64, 32),
+        ((8, 8), 8, 4, "SAME", 32, 24),
+    ],
+    ids=["stride1_k3", "k4s2", "k5s2", "k8s4"],
+)
+def test_stride_one_convolutions_stay_off_ynnpack_on_cpu(layer):
+    """``auto``'s forward pass on CPU runs no convolution inside YNNPACK."""
+    size, k, s, padding, c_in, c_out = layer
+    x = jax.ShapeDtypeStruct((4, *size, c_in), jnp.float32)
+    w = jax.ShapeDtypeStruct((k, k, c_out, c_in), jnp.float32)
+    out = (4, *(i * s for i in size), c_out)
+
+    def forward(x, w):
+        return jdeconv.conv2d_transpose(x, w, out, s, padding)
+
+    assert _ynnpack_convolutions(jax.jit(forward).lower(x, w).compile().as_text()) == 0
+
+
+@pytest.mark.parametrize(
+    "padding", [((1, 1), (1, 1)), ((0, 0), (2, 0)), ((2, 0), (0, 2)), ((0, 2), (1, 1))]
+)
+@pytest.mark.parametrize("shape", [(2, 16, 24, 20), (1, 9, 40, 24)])
+def test_the_longer_convolution_gives_the_same_numbers(shape, padding):
+    rng = np.random.default_rng(cases.seed_of(f"cpu path {shape} {padding}"))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((3, 3, shape[-1], 17))
+    got = _stride_one_conv(jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), padding, "cpu")
+    want = lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest"
+    )
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
+def test_the_cpu_path_rule():
+    """Extra rows where they cost at most 1/min_rows of the work; none elsewhere."""
+    dn = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
+
+    def rows(shape, kernel, padding, features=32, strides=(1, 1), dtype=jnp.float32):
+        return _xla_workarounds._rows_past_ynnpack(
+            jax.ShapeDtypeStruct((*shape, features), dtype),
+            jax.ShapeDtypeStruct((*kernel, features, features), dtype),
+            padding=padding,
+            window_strides=strides,
+            lhs_dilation=(1, 1),
+            rhs_dilation=(1, 1),
+            dimension_numbers=dn,
+            batch_group_count=1,
+            preferred_element_type=None,
+        )
+
+    same = ((1, 1), (1, 1))
+    assert rows((2, 32, 16), (3, 3), same) == (0, 1)  # the longest output axis
+    assert rows((2, 16, 32), (3, 3), same) == (1, 1)
+    assert rows((2, 32, 32), (3, 3), ((0, 0), (0, 0))) == (0, 3)  # VALID: 30 -> 33 rows
+    min_rows = CPU_CONVOLUTION_PATH.min_rows
+    small = (2, min_rows - 1, min_rows - 1)
+    assert rows(small, (3, 3), same) is None  # one row is more than 1/min_rows
+    assert rows((2, 32, 32), (3, 3), same, features=CPU_CONVOLUTION_PATH.features) is None
+    assert rows((2, 32, 32), (3, 3), same, strides=(2, 2)) is None
+    assert rows((2, 32, 32), (3, 3), same, dtype=jnp.bfloat16) is None
+    assert rows((2, 32, 32), (3, 3), ((1, 2), (1, 1))) is None  # already longer

@@ -1,9 +1,10 @@
 """Convolutions in the shapes that XLA:CPU runs through its fast library.
 
-XLA:CPU sends a 2-D, channels-last convolution without ``lhs_dilation`` or
-``batch_group_count`` to a fast library kernel (YNNPACK), and runs 1-D, 3-D,
-lhs-dilated and batch-grouped convolutions through Eigen or a generic loop,
-many times slower. Its feature-grouped convolutions reach the library but
+XLA:CPU runs a 2-D, channels-last convolution without ``lhs_dilation`` or
+``batch_group_count`` through a library kernel (YNNPACK, or Eigen's spatial
+convolution where :mod:`._xla_workarounds` steers it there), and 1-D, 3-D,
+lhs-dilated and batch-grouped convolutions through generic code, many times
+slower. Its feature-grouped convolutions reach the library but
 run slowly too. The helpers here compute such convolutions from fast parts:
 
 * a 1-D problem gets a unit axis;
@@ -129,6 +130,7 @@ def conv(
             ),
             precision=config.precision,
             preferred_element_type=config.preferred_element_type,
+            platform=config.platform,
         )
     lead = n - 2
     lhs = _pad_spatial(lhs, range(1, lead + 1), padding[:lead])
@@ -237,6 +239,7 @@ def filter_grad(
         batch_group_count=batch_groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
+        platform=config.platform,
     )
 
 

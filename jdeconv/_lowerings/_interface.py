@@ -22,12 +22,14 @@ class ConvConfig:
       partitioned: whether the operands may be split over several devices,
         so that the lowerings emit forms XLA partitions along any axis (see
         :func:`jdeconv._primitives.partitioned`).
+      platform: the platform being compiled for, ``"cpu"`` or ``"other"``.
     """
 
     geometry: ConvTransposeGeometry
     precision: Any = None
     preferred_element_type: Any = None
     partitioned: bool = False
+    platform: str = "other"
 
 
 BilinearMap = Callable[[jax.Array, jax.Array, ConvConfig], jax.Array]

@@ -41,6 +41,7 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
         feature_group_count=geometry.groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
+        platform=config.platform,
     )
 
 
@@ -60,6 +61,7 @@ def forward_conv(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
         feature_group_count=geometry.groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
+        platform=config.platform,
     )
 
 
@@ -77,6 +79,7 @@ def kernel_grad(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
         batch_group_count=geometry.groups,
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
+        platform=config.platform,
     )
 
 

@@ -7,6 +7,9 @@ an equivalent one. :data:`XLA_BUGS` lists each bug with its reproducer;
 ``tests/test_xla_workarounds.py`` runs every reproducer with plain ``jax.lax``
 (so that a fixed XLA release shows up as an unexpected pass) and checks that
 no compiled jdeconv program contains the pattern.
+
+The same function steers stride-1 convolutions on CPU away from XLA:CPU's
+YNNPACK path, which runs them on one thread (:data:`CPU_CONVOLUTION_PATH`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,84 @@ XLA_BUGS: tuple[XlaBug, ...] = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class CpuConvolutionPath:
+    """Why and when jdeconv keeps a convolution off XLA:CPU's YNNPACK path.
+
+    XLA:CPU (jaxlib 0.10) hands a 2-D, float32 or float64 convolution without
+    input dilation to YNNPACK when its output is no larger than its input in
+    every spatial axis and it has more than 16 input or output features.
+    YNNPACK ran the suite's convolutions on one thread: a stride-1 3x3
+    convolution of a ``(16, 32, 32, 128)`` input to 64 channels took the same
+    24 ms on one core as on two, against 14 ms for XLA's Eigen convolution,
+    which uses every core (``XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=``
+    gives the same 14 ms; ``benchmarks/RESULTS.md`` has the layers). A
+    convolution whose output is one row longer than its input goes to Eigen.
+    So on CPU, a stride-1 convolution that YNNPACK would take is computed
+    with as many more output rows as that needs along its longest output
+    axis, and sliced back, where those rows add at most ``1 / min_rows`` of
+    its work.
+
+    Attributes:
+      min_rows: output rows per extra row, at least.
+      features: YNNPACK takes only convolutions with more features than this.
+    """
+
+    min_rows: int = 8
+    features: int = 16
+
+
+#: The rule :func:`conv_general_dilated` applies on CPU.
+CPU_CONVOLUTION_PATH = CpuConvolutionPath()
+
+
+def _rows_past_ynnpack(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    *,
+    padding: Pairs,
+    window_strides: Sequence[int],
+    lhs_dilation: Sequence[int],
+    rhs_dilation: Sequence[int],
+    dimension_numbers: lax.ConvDimensionNumbers,
+    batch_group_count: int,
+    preferred_element_type: Any,
+) -> tuple[int, int] | None:
+    """``(spatial axis, extra rows)`` that keep this convolution off YNNPACK, if cheap.
+
+    None where YNNPACK would not take the convolution anyway, or where the
+    rows needed would add more than ``1 / min_rows`` of its work.
+    """
+    rule = CPU_CONVOLUTION_PATH
+    lhs_spec, rhs_spec, _ = dimension_numbers
+    floats = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    features = (lhs.shape[lhs_spec[1]], rhs.shape[rhs_spec[0]])
+    sizes = [lhs.shape[a] for a in lhs_spec[2:]]
+    kernel = [rhs.shape[a] for a in rhs_spec[2:]]
+    if (
+        not all(isinstance(d, int) for d in (*features, *sizes, *kernel))
+        or len(window_strides) != 2
+        or any(s != 1 for s in (*window_strides, *lhs_dilation))
+        or batch_group_count != 1
+        or lhs.dtype not in floats
+        or rhs.dtype != lhs.dtype
+        or (preferred_element_type is not None and jnp.dtype(preferred_element_type) != lhs.dtype)
+        or max(features) <= rule.features
+    ):
+        return None
+    outputs = [
+        size + low + high - (k - 1) * d
+        for size, (low, high), k, d in zip(sizes, padding, kernel, rhs_dilation)
+    ]
+    if any(o > size for o, size in zip(outputs, sizes)) or min(outputs) < 1:
+        return None
+    axis = max(range(2), key=lambda a: outputs[a])
+    extra = sizes[axis] + 1 - outputs[axis]
+    if extra * rule.min_rows > outputs[axis]:
+        return None
+    return axis, extra
+
+
 def conv_general_dilated(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -72,11 +153,13 @@ def conv_general_dilated(
     batch_group_count: int = 1,
     precision: Any = None,
     preferred_element_type: Any = None,
+    platform: str = "other",
 ) -> jax.Array:
     """``lax.conv_general_dilated`` without the patterns in :data:`XLA_BUGS`.
 
     Same arguments and result, with ``padding`` as ``(low, high)`` pairs that
-    may be negative (a crop of the padded, dilated input). A negative entry
+    may be negative (a crop of the padded, dilated input), and the platform
+    compiled for (on ``"cpu"``, see :data:`CPU_CONVOLUTION_PATH`). A negative entry
     is applied as a slice of ``lhs``: with dilation ``s`` and padding
     ``(low, high)``, input element ``j`` sits at ``j * s + low`` of the padded
     signal, so the elements that land inside it are kept and the padding is
@@ -97,8 +180,46 @@ def conv_general_dilated(
         preferred_element_type=preferred_element_type,
     )
     padding = tuple((int(low), int(high)) for low, high in padding)
-    if all(low >= 0 and high >= 0 for low, high in padding):
+    if any(low < 0 or high < 0 for low, high in padding):
+        cropped = _crop_for_negative_padding(lhs, padding, lhs_dilation, dimension_numbers)
+        if cropped is None:
+            result = jax.eval_shape(functools.partial(convolve, padding=padding), lhs, rhs)
+            return jnp.zeros(result.shape, result.dtype)
+        lhs, padding = cropped
+    past = None
+    if platform == "cpu":
+        past = _rows_past_ynnpack(
+            lhs,
+            rhs,
+            padding=padding,
+            window_strides=window_strides,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation or (1,) * n,
+            dimension_numbers=dimension_numbers,
+            batch_group_count=batch_group_count,
+            preferred_element_type=preferred_element_type,
+        )
+    if past is None:
         return convolve(lhs, rhs, padding=padding)
+    axis, extra = past
+    low, high = padding[axis]
+    longer = list(padding)
+    longer[axis] = (low, high + extra)
+    out = convolve(lhs, rhs, padding=tuple(longer))
+    out_axis = dimension_numbers.out_spec[2 + axis]
+    return lax.slice_in_dim(out, 0, out.shape[out_axis] - extra, axis=out_axis)
+
+
+def _crop_for_negative_padding(
+    lhs: jax.Array,
+    padding: Pairs,
+    lhs_dilation: Sequence[int],
+    dimension_numbers: lax.ConvDimensionNumbers,
+) -> tuple[jax.Array, tuple[tuple[int, int], ...]] | None:
+    """``lhs`` cropped to the elements inside the padded signal, and its padding.
+
+    The padding is non-negative; None where no element lands inside.
+    """
     starts, limits = [0] * lhs.ndim, list(lhs.shape)
     kept_padding = []
     for axis, (low, high), dilation in zip(dimension_numbers.lhs_spec[2:], padding, lhs_dilation):
@@ -107,10 +228,9 @@ def conv_general_dilated(
         first = max(0, -(low // dilation))  # ceil(-low / dilation)
         last = min(size - 1, (length - 1 - low) // dilation)
         if first > last:
-            result = jax.eval_shape(functools.partial(convolve, padding=padding), lhs, rhs)
-            return jnp.zeros(result.shape, result.dtype)
+            return None
         starts[axis], limits[axis] = first, last + 1
         kept_padding.append(
             (first * dilation + low, length - 1 - (last * dilation + low)),
         )
-    return convolve(lax.slice(lhs, starts, limits), rhs, padding=tuple(kept_padding))
+    return lax.slice(lhs, starts, limits), tuple(kept_padding)

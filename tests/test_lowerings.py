@@ -209,8 +209,14 @@ GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), gr
         (VOLUME, 64, 32, ("phase", "phase", "phase")),
         (NCHW, 64, 32, ("phase", "phase", "phase")),
         (GROUPED, 64, 64, ("phase", "phase", "phase_matmul")),
+        # T: the lhs-dilated convolution for an image layer (<= 4 channels).
+        (DCGAN, 64, 3, ("lhs_dilation", "phase", "phase")),
+        (DCGAN, 64, 8, ("phase", "phase", "phase")),
     ],
-    ids=["dcgan", "dcgan-few-channels", "unet", "fcn", "audio", "volume", "nchw", "grouped"],
+    ids=[
+        "dcgan", "dcgan-few-channels", "unet", "fcn", "audio", "volume", "nchw", "grouped",
+        "dcgan-rgb", "dcgan-8-channels",
+    ],
 )  # fmt: skip
 def test_auto_policy_on_cpu(geometry, in_channels, out_channels, expected):
     chosen = tuple(auto_choice(geometry, m, in_channels, out_channels, "cpu") for m in MAPS)
@@ -314,14 +320,18 @@ def test_phase_matmul_forms(case, in_channels, out_channels, forms, form_of):
 
 
 def _auto_loss(x, w):
-    y = jdeconv.conv2d_transpose(x, w, (2, 16, 16, 4), 2, "SAME", method="auto")
+    y = jdeconv.conv2d_transpose(x, w, (2, 16, 16, w.shape[2]), 2, "SAME", method="auto")
     return jnp.sum(y**2)
 
 
 def test_auto_stages_the_choice_per_platform():
-    """CPU code has no lhs-dilated convolution; GPU code is the reference's."""
+    """CPU code has no lhs-dilated convolution; GPU code is the reference's.
+
+    (8 output channels: on CPU, ``auto`` takes the lhs-dilated forward pass
+    for 2-D layers with at most 4.)
+    """
     x = jnp.ones((2, 8, 8, 3), jnp.float32)
-    w = jnp.ones((5, 5, 4, 3), jnp.float32)
+    w = jnp.ones((5, 5, 8, 3), jnp.float32)
     grad = jax.jit(jax.grad(_auto_loss, argnums=(0, 1)))
     cpu = grad.lower(x, w).compile().as_text()
     assert "convolution(" in cpu and "lhs_dilate" not in cpu
@@ -376,10 +386,14 @@ def test_unknown_method_is_refused():
 
 @pytest.mark.parametrize("method", FAST_METHODS)
 def test_phase_lowerings_emit_no_lhs_dilation(method):
-    """The point of these lowerings on CPU: no lhs-dilated convolution, in any map."""
+    """The point of these lowerings on CPU: no lhs-dilated convolution, in any map.
+
+    (With 8 output channels: ``auto`` takes the lhs-dilated forward pass on
+    purpose for 2-D layers with at most 4.)
+    """
     for kernel, strides in (((3, 3), (2, 2)), ((4, 4), (2, 2)), ((5, 2), (3, 1))):
         x = jnp.ones((1, 4, 4, 2), jnp.float32)
-        w = jnp.ones((*kernel, 3, 2), jnp.float32)
+        w = jnp.ones((*kernel, 8, 2), jnp.float32)
 
         def loss(x, w, kernel=kernel, strides=strides):
             y = jdeconv.conv2d_transpose(x, w, (4 * strides[0], 4 * strides[1]), strides,

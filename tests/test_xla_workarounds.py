@@ -289,8 +289,10 @@ def test_the_cpu_path_rule():
     small = (2, min_rows - 1, min_rows - 1)
     assert rows(small, (3, 3), same) is None  # one row is more than 1/min_rows
     assert rows((2, 32, 32), (3, 3), same, features=CPU_CONVOLUTION_PATH.features) is None
-    wide = CPU_CONVOLUTION_PATH.max_out_features + 1
-    assert rows((2, 32, 32), (3, 3), same, features=wide) is None
+    wide_in = CPU_CONVOLUTION_PATH.max_in_features + 1
+    wide_out = CPU_CONVOLUTION_PATH.max_out_features + 1
+    assert rows((2, 32, 32), (3, 3), same, features=max(wide_in, wide_out)) is None
+    assert rows((2, 32, 32), (3, 3), same, features=min(wide_in, wide_out)) == (0, 1)
     assert rows((2, 32, 32), (3, 3), same, strides=(2, 2)) is None
     assert rows((2, 32, 32), (3, 3), same, dtype=jnp.bfloat16) is None
     assert rows((2, 32, 32), (3, 3), ((1, 2), (1, 1))) is None  # already longer

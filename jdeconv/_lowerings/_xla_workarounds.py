@@ -69,26 +69,30 @@ class CpuConvolutionPath:
     XLA:CPU (jaxlib 0.10) hands a 2-D, float32 or float64 convolution without
     input dilation to YNNPACK when its output is no larger than its input in
     every spatial axis and it has more than 16 input or output features.
-    With few output features YNNPACK ran the suite's convolutions on about
-    one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)`` input to
-    64 channels took the same 24 ms on one core as on two, against 14 ms for
-    XLA's Eigen convolution, which uses every core (the same 1.7x on three
-    other shapes with 32 to 128 output features, and 1.15x on the DCGAN
-    tutorial's 7x7 layer with 128). With 256 output features or more,
-    YNNPACK was as fast as Eigen or faster. A convolution whose output is one
-    row longer than its input goes to Eigen. So on CPU, a stride-1
-    convolution that YNNPACK would take, with at most ``max_out_features``
-    output features, is computed with as many more output rows as that needs
-    along its longest output axis, and sliced back, where those rows add at
-    most ``1 / min_rows`` of its work.
+    With few input or output features YNNPACK ran the suite's convolutions
+    on about one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)``
+    input to 64 channels took the same 24 ms on one core as on two, against
+    14 ms for XLA's Eigen convolution, which uses every core (1.6x to 1.75x
+    on five other shapes with at most 64 input or 128 output features, and
+    1.3x on the DCGAN tutorial's 7x7 layer, 256 to 128 features). With at
+    least 128 input and 256 output features, YNNPACK was as fast as Eigen or
+    faster. A convolution whose output is one row longer than its input goes
+    to Eigen. So on CPU, a stride-1 convolution that YNNPACK would take, with
+    at most ``max_in_features`` input or ``max_out_features`` output
+    features, is computed with as many more output rows as that needs along
+    its longest output axis, and sliced back, where those rows add at most
+    ``1 / min_rows`` of its work.
 
     Attributes:
       min_rows: output rows per extra row, at least.
-      max_out_features: the most output features steered to Eigen.
+      max_in_features: convolutions with at most this many input features
+        are steered to Eigen.
+      max_out_features: so are those with at most this many output features.
       features: YNNPACK takes only convolutions with more features than this.
     """
 
     min_rows: int = 7
+    max_in_features: int = 64
     max_out_features: int = 128
     features: int = 16
 
@@ -129,7 +133,7 @@ def _rows_past_ynnpack(
         or rhs.dtype != lhs.dtype
         or (preferred_element_type is not None and jnp.dtype(preferred_element_type) != lhs.dtype)
         or max(features) <= rule.features
-        or features[1] > rule.max_out_features
+        or (features[0] > rule.max_in_features and features[1] > rule.max_out_features)
     ):
         return None
     outputs = [

@@ -72,8 +72,8 @@ class CpuConvolutionPath:
     With few input or output features YNNPACK ran the suite's convolutions
     on about one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)``
     input to 64 channels took the same 24 ms on one core as on two, against
-    14 ms for XLA's Eigen convolution, which uses every core (1.6x to 1.75x
-    on five other shapes with at most 64 input or 128 output features, and
+    14 ms for XLA's Eigen convolution, which uses every core (1.6x to 1.7x
+    on four other shapes with at most 64 input or 128 output features, and
     1.3x on the DCGAN tutorial's 7x7 layer, 256 to 128 features). With at
     least 128 input and 256 output features, YNNPACK was as fast as Eigen or
     faster. A convolution whose output is one row longer than its input goes
@@ -177,11 +177,12 @@ def conv_general_dilated(
     """
     n = len(window_strides)
     lhs_dilation = tuple(lhs_dilation or (1,) * n)
+    rhs_dilation = tuple(rhs_dilation or (1,) * n)
     convolve = functools.partial(
         lax.conv_general_dilated,
         window_strides=tuple(window_strides),
         lhs_dilation=lhs_dilation,
-        rhs_dilation=tuple(rhs_dilation or (1,) * n),
+        rhs_dilation=rhs_dilation,
         dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count,
         batch_group_count=batch_group_count,
@@ -203,7 +204,7 @@ def conv_general_dilated(
             padding=padding,
             window_strides=window_strides,
             lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation or (1,) * n,
+            rhs_dilation=rhs_dilation,
             dimension_numbers=dimension_numbers,
             batch_group_count=batch_group_count,
             preferred_element_type=preferred_element_type,

@@ -9,7 +9,8 @@ an equivalent one. :data:`XLA_BUGS` lists each bug with its reproducer;
 no compiled jdeconv program contains the pattern.
 
 The same function steers stride-1 convolutions on CPU away from XLA:CPU's
-YNNPACK path, which runs them on one thread (:data:`CPU_CONVOLUTION_PATH`).
+YNNPACK path, which jaxlib 0.10.2 runs on one thread
+(:data:`CPU_CONVOLUTION_PATH`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 from jax import lax
 
 Pairs = Sequence[tuple[int, int]]
@@ -66,11 +68,11 @@ XLA_BUGS: tuple[XlaBug, ...] = (
 class CpuConvolutionPath:
     """Why and when jdeconv keeps a convolution off XLA:CPU's YNNPACK path.
 
-    XLA:CPU (jaxlib 0.10) hands a 2-D, float32 or float64 convolution without
+    XLA:CPU (jaxlib 0.10.1 on) hands a 2-D, float32 or float64 convolution without
     input dilation to YNNPACK when its output is no larger than its input in
     every spatial axis and it has more than 16 input or output features.
-    With few input or output features YNNPACK ran the suite's convolutions
-    on about one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)``
+    In jaxlib 0.10.2, with few input or output features, YNNPACK ran the
+    suite's convolutions on about one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)``
     input to 64 channels took the same 24 ms on one core as on two, against
     14 ms for XLA's Eigen convolution, which uses every core (1.6x to 1.7x
     on four other shapes with at most 64 input or 128 output features, and
@@ -81,7 +83,10 @@ class CpuConvolutionPath:
     at most ``max_in_features`` input or ``max_out_features`` output
     features, is computed with as many more output rows as that needs along
     its longest output axis, and sliced back, where those rows add at most
-    ``1 / min_rows`` of its work.
+    ``1 / min_rows`` of its work. Only with the jaxlib releases in
+    ``jaxlib_versions``: jaxlib 0.10.1's YNNPACK ran the same convolution on
+    both cores in 12 ms (the extra row would cost it 16 ms), and 0.10.0 runs
+    no convolution through YNNPACK. A new release needs measuring again.
 
     Attributes:
       min_rows: output rows per extra row, at least.
@@ -89,12 +94,18 @@ class CpuConvolutionPath:
         are steered to Eigen.
       max_out_features: so are those with at most this many output features.
       features: YNNPACK takes only convolutions with more features than this.
+      jaxlib_versions: the jaxlib releases whose YNNPACK was measured slow.
     """
 
     min_rows: int = 7
     max_in_features: int = 64
     max_out_features: int = 128
     features: int = 16
+    jaxlib_versions: tuple[str, ...] = ("0.10.2",)
+
+    def active(self) -> bool:
+        """Whether the installed jaxlib is one this rule was measured for."""
+        return jaxlib.version.__version__ in self.jaxlib_versions
 
 
 #: The rule :func:`conv_general_dilated` applies on CPU.
@@ -197,7 +208,7 @@ def conv_general_dilated(
             return jnp.zeros(result.shape, result.dtype)
         lhs, padding = cropped
     past = None
-    if platform == "cpu":
+    if platform == "cpu" and CPU_CONVOLUTION_PATH.active():
         past = _rows_past_ynnpack(
             lhs,
             rhs,

@@ -68,15 +68,16 @@ XLA_BUGS: tuple[XlaBug, ...] = (
 class CpuConvolutionPath:
     """Why and when jdeconv keeps a convolution off XLA:CPU's YNNPACK path.
 
-    XLA:CPU (jaxlib 0.10.1 on) hands a 2-D, float32 or float64 convolution without
-    input dilation to YNNPACK when its output is no larger than its input in
-    every spatial axis and it has more than 16 input or output features.
-    In jaxlib 0.10.2, with few input or output features, YNNPACK ran the
-    suite's convolutions on about one core: a stride-1 3x3 convolution of a ``(16, 32, 32, 128)``
-    input to 64 channels took the same 24 ms on one core as on two, against
-    14 ms for XLA's Eigen convolution, which uses every core (1.6x to 1.7x
-    on four other shapes with at most 64 input or 128 output features, and
-    1.3x on the DCGAN tutorial's 7x7 layer, 256 to 128 features). With at
+    XLA:CPU (jaxlib 0.10.1 and 0.10.2) hands a 2-D, float32 or float64
+    convolution without input dilation to YNNPACK when its output is no
+    larger than its input in every spatial axis and it has more than 16 input
+    or output features. In jaxlib 0.10.2, with few input or output features,
+    YNNPACK ran the suite's convolutions on about one core: a stride-1 3x3
+    convolution of a ``(16, 32, 32, 128)`` input to 64 channels took the same
+    24 ms on one core as on two, against 14 ms for XLA's Eigen convolution,
+    which uses every core (1.6x to 1.7x on four other shapes with at most 64
+    input or 128 output features, and 1.3x on the DCGAN tutorial's 7x7 layer,
+    256 to 128 features). With at
     least 128 input and 256 output features, YNNPACK was as fast as Eigen or
     faster. A convolution whose output is one row longer than its input goes
     to Eigen. So on CPU, a stride-1 convolution that YNNPACK would take, with

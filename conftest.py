@@ -9,11 +9,16 @@ the same whatever else runs:
   values do not depend on what ran before;
 - an example that needs an optional package (PyTorch, TensorFlow, h5py, ...,
   or the ``demo`` extra for ``jdeconv.demo``) is skipped where it is missing.
+
+It also prints the versions of the packages the suite depends on in the
+header of every run, so that a log says what was tested.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import platform
 import re
 from collections.abc import Iterator
 
@@ -24,6 +29,25 @@ _OPTIONAL = ("torch", "tensorflow", "tf_keras", "h5py", "safetensors", "matplotl
 
 # Modules whose examples need packages they do not import themselves.
 _MODULE_REQUIRES = {"jdeconv.demo": ("matplotlib", "tqdm")}
+
+
+# Their versions head every run's log (the distributions, not the modules).
+_REPORTED = (
+    "jax", "jaxlib", "flax", "numpy", "tensorflow", "tensorflow-cpu", "tf_keras", "keras",
+    "torch", "optax", "hypothesis",
+)  # fmt: skip
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The Python and package versions under test."""
+    del config
+    versions = []
+    for name in _REPORTED:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} absent")
+    return f"jdeconv's dependencies: Python {platform.python_version()}, " + ", ".join(versions)
 
 
 def _missing(names: tuple[str, ...]) -> list[str]:

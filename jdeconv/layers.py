@@ -38,7 +38,7 @@ import flax.linen as nn
 import jax
 from jax.typing import ArrayLike
 
-from jdeconv import _checks
+from jdeconv import _checks, _docstrings
 from jdeconv._layers import _config, _flax_internals
 from jdeconv._layers.linen import (
     Conv1DTranspose,
@@ -252,7 +252,5 @@ for _function, _cls in (
     (conv3d_transpose, "Conv3DTranspose"),
 ):
     _function.__signature__ = SIGNATURE  # type: ignore[attr-defined]
-    _function.__doc__ = (_function.__doc__ or "").replace(
-        "    {args}\n", _ARGS_DOC.format(cls=_cls).lstrip("\n")
-    )
+    _function.__doc__ = _docstrings.fill(_function.__doc__, "args", _ARGS_DOC.format(cls=_cls))
     _config.document(_function, "arguments", "Args", SIGNATURE, _OTHER_ARGS)

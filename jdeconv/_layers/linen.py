@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 from jax.typing import ArrayLike
 
+from jdeconv import _docstrings
 from jdeconv._layers import _compute, _config, _penalties
 
 
@@ -187,7 +188,7 @@ FIELDS_SIGNATURE = inspect.Signature(_config.parameters())
 
 for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
     _config.document(_cls, "fields", "Attributes", FIELDS_SIGNATURE, {})
-    _cls.__doc__ = (_cls.__doc__ or "").replace("    {notes}\n", _NOTES.lstrip("\n"))
+    _cls.__doc__ = _docstrings.fill(_cls.__doc__, "notes", _NOTES)
 
 
 class FunctionalConvTranspose(nn.Module):

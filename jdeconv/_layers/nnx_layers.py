@@ -9,7 +9,7 @@ import jax
 from flax import nnx
 from jax.typing import ArrayLike
 
-from jdeconv import _checks
+from jdeconv import _checks, _docstrings
 from jdeconv._layers import _compute, _config, _flax_internals, _penalties
 
 
@@ -210,9 +210,7 @@ class Conv3DTranspose(_ConvTranspose):
 
 
 for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
-    _cls.__doc__ = (_cls.__doc__ or "").replace(
-        "    {args}\n", _ARGS_DOC.format(name=_cls.__name__).lstrip("\n")
-    )
+    _cls.__doc__ = _docstrings.fill(_cls.__doc__, "args", _ARGS_DOC.format(name=_cls.__name__))
     _config.document(_cls, "arguments", "Args", SIGNATURE, _OTHER_ARGS)
 
 NNX_LAYERS = (_ConvTranspose,)

@@ -10,6 +10,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from jdeconv import _docstrings
 from jdeconv.io import _keras, _safetensors, _tf, _torch
 from jdeconv.io._contents import KERAS, TORCH, Contents, group
 from jdeconv.io._errors import SourceError, as_path, check_path, located
@@ -218,7 +219,8 @@ def read_tf_checkpoint(path: PathLike) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------
 # Loaders
 
-_ARGS_DOC = """Args:
+_ARGS_DOC = """
+    Args:
       {first}
       target: the variables to fill, from ``model.init(...)`` or
         :func:`abstract_variables`; they fix the shapes and dtypes.
@@ -236,7 +238,8 @@ _ARGS_DOC = """Args:
         to the target's dtype (only when every value survives). Floating-point
         weights are always cast to the target's floating-point dtype, and a
         value that overflows it is an error either way.
-      return_report: whether to return a :class:`LoadReport` too."""
+      return_report: whether to return a :class:`LoadReport` too.
+"""
 
 _FIRST_ARG = {
     "load_torch_state_dict": (
@@ -486,6 +489,6 @@ def load_tf_checkpoint(
 
 
 for _loader in (load_torch_state_dict, load_keras_weights, load_tf_checkpoint):
-    _loader.__doc__ = (_loader.__doc__ or "").replace(
-        "{args}", _ARGS_DOC.format(first=_FIRST_ARG[_loader.__name__])
+    _loader.__doc__ = _docstrings.fill(
+        _loader.__doc__, "args", _ARGS_DOC.format(first=_FIRST_ARG[_loader.__name__])
     )

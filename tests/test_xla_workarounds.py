@@ -1,8 +1,9 @@
 """jdeconv never emits a pattern XLA is known to miscompile.
 
 * Each entry of ``XLA_BUGS`` has a reproducer here, with plain ``jax.lax``:
-  it fails (is expected to fail) while the XLA bug is there, so that an XLA
-  release that fixes it shows up as an unexpected pass.
+  it fails (is expected to fail) on the jaxlib releases that have the bug,
+  so that a release that fixes it shows up as an unexpected pass, and it
+  must pass on the releases recorded as fixed.
 * A structural check lowers every method's forward pass and its first- and
   second-order gradients over sampled geometries, and reads every
   convolution: none that jdeconv emits (the StableHLO) has a negative padding
@@ -24,6 +25,7 @@ import re
 import cases
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 import numpy as np
 import pytest
 import reference
@@ -62,13 +64,26 @@ def negative_padding_reads_outside_the_input():
 REPRODUCERS = {"openxla/xla#48713": negative_padding_reads_outside_the_input}
 
 
-@pytest.mark.xfail(strict=False, reason="an open XLA bug; an unexpected pass means it was fixed")
-@pytest.mark.parametrize("issue", sorted(REPRODUCERS))
-def test_the_bug_is_still_there(issue):
+@pytest.mark.parametrize("bug", XLA_BUGS, ids=lambda bug: bug.issue)
+def test_the_reproducer_fails_where_the_bug_is(bug, request):
+    """The reproducer fails on the jaxlib releases that have the bug, and passes after.
+
+    Where the bug is present, the failure is expected (an unexpected pass
+    means XLA fixed it: record the release in ``fixed_in_jaxlib``); on the
+    releases that fixed it, the reproducer must pass.
+    """
     if jax.default_backend() != "cpu":
         pytest.skip("the bug is in XLA:CPU")
+    if bug.present():
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=False,
+                reason=f"{bug.issue} is in jaxlib {jaxlib.version.__version__} "
+                f"(fixed in {bug.fixed_in_jaxlib or 'no release yet'})",
+            )
+        )
     for _ in range(5):  # the garbage differs from call to call
-        REPRODUCERS[issue]()
+        REPRODUCERS[bug.issue]()
 
 
 # ---------------------------------------------------------------- structure

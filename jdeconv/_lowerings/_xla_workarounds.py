@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,12 +38,32 @@ class XlaBug:
       summary: what the bug does, in one sentence.
       pattern: the program pattern that triggers it.
       workaround: what jdeconv emits instead.
+      fixed_in_jaxlib: the first jaxlib release whose XLA computes the
+        reproducer right, or ``None`` while every release has the bug. The
+        workaround stays on every release: users may run any of them, and the
+        rewritten program computes the same function.
     """
 
     issue: str
     summary: str
     pattern: str
     workaround: str
+    fixed_in_jaxlib: str | None = None
+
+    def present(self, jaxlib_version: str = jaxlib.version.__version__) -> bool:
+        """Whether the bug is in XLA as ``jaxlib_version`` ships it.
+
+        >>> XLA_BUGS[0].present("0.10.2"), XLA_BUGS[0].present("0.12.1")
+        (True, False)
+        """
+        return self.fixed_in_jaxlib is None or _release(jaxlib_version) < _release(
+            self.fixed_in_jaxlib
+        )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.12.0.1"`` as ``(0, 12, 0, 1)``: the numeric parts, for comparisons."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:4])
 
 
 #: The XLA bugs jdeconv shields its users from. ``jax.lax.conv_transpose``
@@ -60,6 +81,8 @@ XLA_BUGS: tuple[XlaBug, ...] = (
             "every negative padding entry becomes a slice of the input (the same function), "
             "so no emitted convolution has negative padding"
         ),
+        # Reproduces with jaxlib 0.10.0 to 0.11.2; not with 0.12.0 and 0.12.1.
+        fixed_in_jaxlib="0.12.0",
     ),
 )
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from jdeconv import autotune as autotune
 from jdeconv._lowerings import METHODS as METHODS
+from jdeconv._lowerings import get_default_method as get_default_method
+from jdeconv._lowerings import set_default_method as set_default_method
 from jdeconv._op import conv1d_transpose as conv1d_transpose
 from jdeconv._op import conv2d_transpose as conv2d_transpose
 from jdeconv._op import conv3d_transpose as conv3d_transpose

@@ -18,7 +18,7 @@ import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
 from jdeconv import _checks, _primitives, _shapes
-from jdeconv._lowerings import METHODS
+from jdeconv._lowerings import check_method
 
 IntOrSequence = int | Sequence[int]
 
@@ -34,7 +34,7 @@ def conv_transpose(
     name: str | None = None,
     *,
     groups: int = 1,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
     preferred_element_type: DTypeLike | None = None,
 ) -> jax.Array:
@@ -66,8 +66,11 @@ def conv_transpose(
       name: a name scope for the operation in the compiled program's metadata.
       groups: number of feature groups; ``C_in`` must be divisible by it and
         ``groups == C_in`` is a depthwise transposed convolution.
-      method: the lowering: ``"auto"`` or one of :data:`jdeconv.METHODS`. All
-        give the same result.
+      method: the lowering: ``"auto"`` (rules per platform and shape),
+        ``"autotune"`` (measured on this machine, :mod:`jdeconv.autotune`) or
+        one of :data:`jdeconv.METHODS`; ``None`` means the process-wide default
+        (:func:`jdeconv.set_default_method`, initially ``"auto"``). All give
+        the same result.
       precision: passed to ``jax.lax.conv_general_dilated``.
       preferred_element_type: passed to ``jax.lax.conv_general_dilated``.
 
@@ -121,7 +124,7 @@ def conv1d_transpose(
     name: str | None = None,
     *,
     groups: int = 1,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
     preferred_element_type: DTypeLike | None = None,
 ) -> jax.Array:
@@ -167,7 +170,7 @@ def conv2d_transpose(
     name: str | None = None,
     *,
     groups: int = 1,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
     preferred_element_type: DTypeLike | None = None,
 ) -> jax.Array:
@@ -218,7 +221,7 @@ def conv3d_transpose(
     name: str | None = None,
     *,
     groups: int = 1,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
     preferred_element_type: DTypeLike | None = None,
 ) -> jax.Array:
@@ -261,7 +264,7 @@ class Operands(NamedTuple):
     w: jax.Array
     channels_last: bool
     groups: int
-    method: str
+    method: str | None
     precision: Any
     preferred_element_type: Any
 
@@ -308,7 +311,7 @@ def check_operands(
     data_format: Any,
     *,
     groups: Any = 1,
-    method: Any = "auto",
+    method: Any = None,
     precision: Any = None,
     preferred_element_type: Any = None,
 ) -> Operands:
@@ -323,7 +326,7 @@ def check_operands(
     """
     x = _checks.floating_array(function, "input", input)
     w = _checks.floating_array(function, "filters", filters)
-    method = _checks.one_of(function, "method", method, METHODS)
+    method = check_method(function, "method", method)
     precision = _checks.precision(function, "precision", precision)
     preferred_element_type = _checks.floating_dtype(
         function, "preferred_element_type", preferred_element_type, optional=True
@@ -450,7 +453,7 @@ def apply(
     w: jax.Array,
     geometry: _shapes.ConvTransposeGeometry,
     *,
-    method: str = "auto",
+    method: str | None = None,
     precision: Any = None,
     preferred_element_type: Any = None,
 ) -> jax.Array:
@@ -460,7 +463,8 @@ def apply(
       x: the input, floating point, in the geometry's layout.
       w: the filters ``[*kernel_size, C_out / groups, C_in]``, of ``x``'s dtype.
       geometry: the checked geometry (:func:`jdeconv._shapes.make_geometry`).
-      method: ``"auto"`` or one of :data:`METHODS`, checked.
+      method: ``None`` (the default method), ``"auto"``, ``"autotune"`` or one of
+        :data:`METHODS`, checked.
       precision: a precision in the form :func:`jdeconv._checks.precision` returns.
       preferred_element_type: ``None`` or a floating NumPy dtype.
     """

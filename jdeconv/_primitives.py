@@ -40,7 +40,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import AxisType
 
-from jdeconv import _lowerings
+from jdeconv import _lowerings, autotune
 from jdeconv._shapes import ConvTransposeGeometry
 
 #: ``T(x, w)``: the transposed convolution, ``(N, *I, C_in)`` to ``(N, *O, C_out)``.
@@ -66,11 +66,14 @@ def apply(
     w: jax.Array,
     geometry: ConvTransposeGeometry,
     *,
-    method: str,
+    method: str | None,
     precision: Any,
     preferred_element_type: Any,
 ) -> jax.Array:
     """``T(x, w)`` on any placement: plain arrays, ``jit`` with shardings, ``shard_map``.
+
+    ``method=None`` is the process-wide default
+    (:func:`jdeconv.set_default_method`), read here, when the op is traced.
 
     Two adjustments make the primitive's result typed the way JAX's own
     convolution's is where JAX tracks how values are distributed:
@@ -91,7 +94,7 @@ def apply(
     x, w = _match_varying_axes(x, w)
     params = dict(
         geometry=geometry,
-        method=method,
+        method=_lowerings.get_default_method() if method is None else method,
         precision=precision,
         preferred_element_type=preferred_element_type,
         partitioned=partitioned(x, w),
@@ -400,28 +403,32 @@ for _primitive in _MAP_NAMES:
 # ---------------------------------------------------------------- lowering
 
 
+def _channels(primitive: Primitive, a_shape, b_shape, geometry) -> tuple[int, int]:
+    """``(C_in, C_out)`` of the transposed convolution, from one map's operands."""
+    if primitive is kernel_grad_p:
+        return a_shape[_channel_axis(geometry)], b_shape[_channel_axis(geometry)]
+    return b_shape[-1], b_shape[-2] * geometry.groups
+
+
 def _lowering(primitive: Primitive, platform: str) -> Callable:
-    """The computation of ``primitive`` on ``platform``, as a traceable function.
+    """The lowering rule of ``primitive`` on ``platform`` (``"cpu"`` or ``"other"``).
 
     Empty operands or results give zeros (the empty sums of the definition).
     Otherwise the method's lowering for this map computes it; ``"auto"``
-    chooses one for this platform and shape.
+    chooses one for this platform and shape, and ``"autotune"`` measures
+    them on the device compiled for (:mod:`jdeconv.autotune`).
     """
-    bilinear_map = _MAP_NAMES[primitive]
+    map_name = _MAP_NAMES[primitive]
 
     def compute(a, b, *, geometry, method, precision, preferred_element_type, partitioned):
         shape = _result_shape(primitive, a.shape, b.shape, geometry)
         dtype = preferred_element_type or a.dtype
         if any(d == 0 for d in (*a.shape, *b.shape, *shape)):
             return jnp.zeros(shape, dtype)
-        if primitive is kernel_grad_p:
-            in_channels = a.shape[_channel_axis(geometry)]
-            out_channels = b.shape[_channel_axis(geometry)]
-        else:
-            in_channels, out_channels = b.shape[-1], b.shape[-2] * geometry.groups
+        in_channels, out_channels = _channels(primitive, a.shape, b.shape, geometry)
         function = _lowerings.bilinear_map(
             method,
-            bilinear_map,
+            map_name,
             geometry,
             platform=platform,
             in_channels=in_channels,
@@ -437,13 +444,82 @@ def _lowering(primitive: Primitive, platform: str) -> Callable:
         )
         return function(a, b, config)
 
-    return compute
+    def rule(ctx, a, b, *, method, **params):
+        if method == _lowerings.AUTOTUNE:
+            method = _tuned_method(ctx, map_name, platform, **params)
+        lowered = mlir.lower_fun(functools.partial(compute, method=method), multiple_results=False)
+        return lowered(ctx, a, b, **params)
 
+    return rule
+
+
+def _tuned_method(
+    ctx, map_name, platform, *, geometry, precision, preferred_element_type, partitioned
+) -> str:
+    """``"autotune"``'s method for one map: measured, cached, or ``"auto"`` where it cannot be."""
+    a, b = ctx.avals_in
+    shapes = (*a.shape, *b.shape)
+    device, reason = _measuring_device(ctx, partitioned)
+    if device is None or not all(isinstance(d, int) for d in shapes) or 0 in shapes:
+        reason = reason or "symbolic or empty shapes"
+        autotune.logger.debug("autotune %s: as 'auto' (%s)", map_name, reason)
+        return "auto"
+    in_channels, out_channels = _channels(_PRIMITIVES[map_name], a.shape, b.shape, geometry)
+    preferred = _lowerings.auto_choice(
+        geometry, map_name, in_channels, out_channels, platform, partitioned
+    )
+    config = _lowerings.ConvConfig(
+        geometry=geometry,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+        partitioned=partitioned,
+        platform=platform,
+    )
+    return autotune.choose(
+        map_name,
+        candidates=_lowerings.candidates(map_name, geometry),
+        preferred=preferred,
+        config=config,
+        operands=(a, b),
+        device=device,
+        platform=ctx.module_context.platforms[0],
+    )
+
+
+def _measuring_device(ctx, partitioned: bool) -> tuple[Any, str | None]:
+    """The device a program being lowered will run on, or ``None`` and why it cannot be timed.
+
+    Reads JAX's lowering context (``mlir.LoweringRuleContext.module_context``):
+    the platforms lowered for, whether the lowering is for ``jax.export``,
+    and the axis context, whose ``device_assignment`` or ``manual_axes`` tell
+    the devices and whether this runs inside ``shard_map``. These attributes
+    exist in jax 0.10 to 0.12; without them autotune falls back to ``auto``.
+    """
+    module = ctx.module_context
+    platforms = tuple(getattr(module, "platforms", ()))
+    parameters = getattr(module, "lowering_parameters", None)
+    axis_context = getattr(module, "axis_context", None)
+    if parameters is None or getattr(parameters, "for_export", True):
+        return None, "lowered for jax.export, which must not depend on this machine"
+    if len(platforms) != 1:
+        return None, f"lowered for several platforms {platforms}"
+    if partitioned:
+        return None, "operands on a mesh of several devices"
+    if getattr(axis_context, "manual_axes", None) or hasattr(axis_context, "mesh"):
+        return None, "inside shard_map"
+    if getattr(axis_context, "num_devices", 1) != 1:
+        return None, "the program spans several devices"
+    devices = getattr(axis_context, "device_assignment", None)
+    if devices:
+        return devices[0], None
+    try:
+        return jax.devices(platforms[0])[0], None
+    except RuntimeError:
+        return None, f"no local {platforms[0]} device"
+
+
+_PRIMITIVES = {name: primitive for primitive, name in _MAP_NAMES.items()}
 
 for _primitive in _MAP_NAMES:
-    mlir.register_lowering(
-        _primitive, mlir.lower_fun(_lowering(_primitive, "cpu"), multiple_results=False), "cpu"
-    )
-    mlir.register_lowering(
-        _primitive, mlir.lower_fun(_lowering(_primitive, "other"), multiple_results=False)
-    )
+    mlir.register_lowering(_primitive, _lowering(_primitive, "cpu"), "cpu")
+    mlir.register_lowering(_primitive, _lowering(_primitive, "other"))

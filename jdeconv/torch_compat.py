@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
 from jdeconv import _checks, _op, _shapes, _torch_rules, convert
-from jdeconv._lowerings import METHODS
+from jdeconv._lowerings import check_method
 
 __all__ = [
     "ConvTranspose1d",
@@ -66,7 +66,7 @@ def _conv_transpose(
     output_padding: IntOrSequence,
     groups: int,
     dilation: IntOrSequence,
-    method: str,
+    method: str | None,
     precision: jax.lax.PrecisionLike,
     *,
     output_size: Sequence[int] | None = None,
@@ -109,7 +109,7 @@ def _conv_transpose(
     if bias is not None:
         b = _checks.array(function, "bias", bias)
         _torch_rules.check_bias(function, w.shape, b.shape, groups)
-    method = _checks.one_of(function, "method", method, METHODS)
+    method = check_method(function, "method", method)
     precision = _checks.precision(function, "precision", precision)
 
     input_size = batched_shape[2:]
@@ -162,7 +162,7 @@ def conv_transpose1d(
     groups: int = 1,
     dilation: IntOrSequence = 1,
     *,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
     """1-d transposed convolution, as ``torch.nn.functional.conv_transpose1d``.
@@ -203,7 +203,7 @@ def conv_transpose2d(
     groups: int = 1,
     dilation: IntOrSequence = 1,
     *,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
     """2-d transposed convolution, as ``torch.nn.functional.conv_transpose2d``.
@@ -272,7 +272,7 @@ def conv_transpose3d(
     groups: int = 1,
     dilation: IntOrSequence = 1,
     *,
-    method: str = "auto",
+    method: str | None = None,
     precision: jax.lax.PrecisionLike = None,
 ) -> jax.Array:
     """3-d transposed convolution, as ``torch.nn.functional.conv_transpose3d``.
@@ -350,7 +350,7 @@ class _ConvTransposeNd(nn.Module):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     precision: jax.lax.PrecisionLike = None
-    method: str = "auto"
+    method: str | None = None
 
     def __post_init__(self) -> None:
         # PyTorch's checks at construction, in its order and words.

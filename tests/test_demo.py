@@ -160,5 +160,8 @@ def test_train_errors():
         demo.train(model, images, steps=0)
     with pytest.raises(ValueError, match=r"train: `images` must hold at least `batch_size` = 8"):
         demo.train(model, images, steps=1, batch_size=8)
-    with pytest.raises(ValueError, match=r"run: `method` must be one of"):
+    with pytest.raises(
+        ValueError,
+        match=r"run: `method` must be None \(the default, 'auto'\) or one of .*'autotune'\), got 'fft'",
+    ):
         demo.run(method="fft")

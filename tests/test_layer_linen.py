@@ -176,7 +176,8 @@ ERRORS = [
     (
         dict(method="fft"),
         ValueError,
-        r"`method` must be one of \('auto', 'lhs_dilation', 'phase', 'phase_matmul'\), "
+        r"`method` must be None \(the default, 'auto'\) or one of \('auto', 'lhs_dilation', "
+        r"'phase', 'phase_matmul', 'autotune'\), "
         r"got 'fft'\.",
     ),
     (

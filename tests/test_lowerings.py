@@ -379,7 +379,9 @@ def test_fallback_where_the_decomposition_does_not_apply(method):
 
 
 def test_unknown_method_is_refused():
-    with pytest.raises(ValueError, match=r"conv2d_transpose: `method` must be one of .*'phase'"):
+    with pytest.raises(
+        ValueError, match=r"conv2d_transpose: `method` must be None .* or one of .*'phase'"
+    ):
         jdeconv.conv2d_transpose(jnp.ones((1, 2, 2, 1)), jnp.ones((2, 2, 1, 1)), (4, 4), 2,
                                  method="fast")  # fmt: skip
 

@@ -57,7 +57,11 @@ BAD = [
         r"`input` must be an array, got ndarray: dtype <U1 is not numeric",
     ),
     (dict(name=5), TypeError, r"`name` must be a non-empty string or None, got int 5\.$"),
-    (dict(method="fast"), ValueError, r"`method` must be one of \('auto', .*\), got 'fast'\.$"),
+    (
+        dict(method="fast"),
+        ValueError,
+        r"`method` must be None \(the default, 'auto'\) or one of \('auto', .*'autotune'\), got 'fast'\.$",
+    ),
     (
         dict(precision="bogus"),
         ValueError,
@@ -200,7 +204,8 @@ def test_groups_errors():
 
 def test_unknown_method():
     with pytest.raises(
-        ValueError, match=r"^conv2d_transpose: `method` must be one of \('auto', .*got 'fast'"
+        ValueError,
+        match=r"^conv2d_transpose: `method` must be None \(.*\) or one of \('auto', .*got 'fast'",
     ):
         call(method="fast")
 

@@ -369,7 +369,8 @@ def test_errors_of_kind():
         (
             dict(method="fft"),
             ValueError,
-            r"`method` must be one of \('auto', 'lhs_dilation', 'phase', 'phase_matmul'\), "
+            r"`method` must be None \(the default, 'auto'\) or one of \('auto', 'lhs_dilation', "
+            r"'phase', 'phase_matmul', 'autotune'\), "
             r"got 'fft'\.",
         ),
         (

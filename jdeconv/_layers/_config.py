@@ -28,9 +28,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from jdeconv import _checks, _shapes, constraints, initializers, regularizers
+from jdeconv import _checks, _docstrings, _shapes, constraints, initializers, regularizers
 from jdeconv._layers import _activations
-from jdeconv._lowerings import METHODS
+from jdeconv._lowerings import check_method
 
 #: The linen collection (and the meaning of the NNX variable type) that holds
 #: the variables of a layer built with ``trainable=False``.
@@ -140,8 +140,8 @@ def _constraint(c: _Checking, value: Any) -> constraints.Constraint | None:
     return constraints.get(value, function=c.function, argument=c.argument)
 
 
-def _method(c: _Checking, value: Any) -> str:
-    return _checks.one_of(c.function, c.argument, value, METHODS)
+def _method(c: _Checking, value: Any) -> str | None:
+    return check_method(c.function, c.argument, value)
 
 
 def _optional_dtype(c: _Checking, value: Any) -> Any:
@@ -289,10 +289,12 @@ class LayerArguments:
             _positive_integer,
         ),
     )
-    method: str = dataclasses.field(
-        default="auto",
+    method: str | None = dataclasses.field(
+        default=None,
         metadata=_about(
-            'the op\'s lowering, ``"auto"`` or one of :data:`jdeconv.METHODS`.', _method
+            'the op\'s lowering: ``"auto"``, ``"autotune"`` or one of :data:`jdeconv.METHODS`; '
+            "``None`` means the process-wide default (:func:`jdeconv.set_default_method`).",
+            _method,
         ),
     )
     dtype: DTypeLike | None = dataclasses.field(
@@ -523,7 +525,6 @@ def document(
     section: str,
     signature: inspect.Signature,
     others: Mapping[str, str],
-    indent: str = "    ",
 ) -> None:
     """Replaces the line ``{placeholder}`` of ``obj.__doc__`` with a section.
 
@@ -532,15 +533,15 @@ def document(
     the others from ``others``.
     """
     docs = {field.name: field.metadata["doc"] for field in FIELDS} | dict(others)
-    lines = [f"{indent}{section}:"]
+    lines = [f"{section}:"]
     for name in signature.parameters:
         if name == "self":
             continue
         lines += textwrap.wrap(
             f"{name}: {docs[name]}",
-            width=88 - len(indent),
-            initial_indent=indent + "  ",
-            subsequent_indent=indent + "    ",
+            width=84,
+            initial_indent="  ",
+            subsequent_indent="    ",
             break_on_hyphens=False,
         )
-    obj.__doc__ = (obj.__doc__ or "").replace(f"{indent}{{{placeholder}}}", "\n".join(lines))
+    obj.__doc__ = _docstrings.fill(obj.__doc__, placeholder, "\n".join(lines))

@@ -80,13 +80,19 @@ from jdeconv._lowerings._interface import BilinearMap, ConvConfig, Lowering
 from jdeconv._shapes import ConvTransposeGeometry
 
 __all__ = [
+    "ACCEPTED_METHODS",
+    "AUTOTUNE",
     "METHODS",
     "BilinearMap",
     "ConvConfig",
     "Lowering",
     "auto_choice",
     "bilinear_map",
+    "candidates",
+    "check_method",
+    "get_default_method",
     "resolve",
+    "set_default_method",
 ]
 
 _LOWERINGS: dict[str, Lowering] = {
@@ -115,6 +121,77 @@ _LOWERINGS: dict[str, Lowering] = {
 }
 
 METHODS: tuple[str, ...] = ("auto", *_LOWERINGS)
+
+#: The method that measures the lowerings of :data:`METHODS` on the running
+#: machine and keeps the fastest per map (:mod:`jdeconv.autotune`).
+AUTOTUNE = "autotune"
+
+#: Every value ``method`` accepts besides ``None`` (the process-wide default).
+ACCEPTED_METHODS: tuple[str, ...] = (*METHODS, AUTOTUNE)
+
+_default_method = "auto"
+
+
+def set_default_method(method: str) -> str:
+    """Sets the method that ``method=None`` (every op's and layer's default) means.
+
+    In the spirit of ``torch.backends.cudnn.benchmark = True``:
+    ``jdeconv.set_default_method("autotune")`` makes every transposed
+    convolution that does not name a method measure its lowerings on this
+    machine (:mod:`jdeconv.autotune`). It applies to the functions traced
+    after the call; a function ``jax.jit`` has already compiled keeps its
+    program.
+
+    Args:
+      method: ``"auto"`` (the initial default), ``"autotune"`` or a name in
+        :data:`jdeconv.METHODS`.
+
+    Returns:
+      The previous default, to restore it later.
+
+    Raises:
+      ValueError: if ``method`` is not one of those names.
+
+    Example:
+      >>> import jdeconv
+      >>> previous = jdeconv.set_default_method("autotune")
+      >>> jdeconv.get_default_method(), previous
+      ('autotune', 'auto')
+      >>> _ = jdeconv.set_default_method(previous)
+    """
+    global _default_method
+    if not (isinstance(method, str) and method in ACCEPTED_METHODS):
+        raise ValueError(
+            f"set_default_method: `method` must be one of {ACCEPTED_METHODS}, got {method!r}."
+        )
+    previous, _default_method = _default_method, method
+    return previous
+
+
+def check_method(function: str, argument: str, value: object) -> str | None:
+    """``value`` if it is ``None`` (the default method) or a name in :data:`ACCEPTED_METHODS`.
+
+    Raises:
+      ValueError: otherwise, listing the names.
+    """
+    if value is None or (isinstance(value, str) and value in ACCEPTED_METHODS):
+        return value
+    raise ValueError(
+        f"{function}: `{argument}` must be None (the default, "
+        f"{get_default_method()!r}) or one of {ACCEPTED_METHODS}, got {value!r}."
+    )
+
+
+def get_default_method() -> str:
+    """The method that ``method=None`` means (see :func:`set_default_method`).
+
+    Example:
+      >>> import jdeconv
+      >>> jdeconv.get_default_method()
+      'auto'
+    """
+    return _default_method
+
 
 #: Up to this many output channels, ``auto``'s CPU forward pass of a 2-D
 #: layer is the lhs-dilated convolution (see the module doc).
@@ -196,6 +273,22 @@ def auto_choice(
         ungrouped_conv = geometry.groups == 1 and (conv_wins or not exact_on_gradient)
         name = "phase" if ungrouped_conv else "phase_matmul"
     return resolve(name, geometry).name
+
+
+def candidates(map_name: str, geometry: ConvTransposeGeometry) -> dict[str, BilinearMap]:
+    """The distinct functions that compute ``map_name`` for ``geometry``, by method name.
+
+    Each registered lowering's map, after its fallback where it cannot compute
+    ``geometry``; a function that several methods share appears once, under
+    the first method's name (``"phase"`` and ``"phase_matmul"`` share ``T``).
+    """
+    found: dict[str, BilinearMap] = {}
+    for name in _LOWERINGS:
+        lowering = resolve(name, geometry)
+        function = getattr(lowering, map_name)
+        if all(function is not other for other in found.values()):
+            found[lowering.name] = function
+    return found
 
 
 def bilinear_map(

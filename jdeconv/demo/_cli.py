@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jdeconv._lowerings import METHODS
+from jdeconv._lowerings import ACCEPTED_METHODS, check_method
 from jdeconv.demo._data import make_dataset
 from jdeconv.demo._model import Autoencoder
 from jdeconv.demo._plot import save_figure
@@ -55,8 +55,8 @@ def run(
 
     Args:
       steps: the number of training steps.
-      method: the lowering of the transposed convolutions, ``"auto"`` or one of
-        :data:`jdeconv.METHODS`.
+      method: the lowering of the transposed convolutions: ``"auto"``,
+        ``"autotune"`` or one of :data:`jdeconv.METHODS`.
       out: where to write the PNG.
       batch_size: images per step.
       learning_rate: the peak learning rate.
@@ -69,8 +69,7 @@ def run(
       A :class:`DemoResult`.
 
     Raises:
-      ValueError: if ``method`` is not one of :data:`jdeconv.METHODS`, or a
-        size is out of range.
+      ValueError: if ``method`` is not one of those, or a size is out of range.
 
     Example:
       >>> import os, tempfile
@@ -83,8 +82,7 @@ def run(
       >>> bool(result.losses[-5:].mean() < result.losses[:5].mean())
       True
     """
-    if method not in METHODS:
-        raise ValueError(f"run: `method` must be one of {METHODS}, got {method!r}.")
+    check_method("run", "method", method)
     images = make_dataset(num_images, seed=seed)
     held_out = make_dataset(256, seed=_HELD_OUT_SEED + seed)
     model = Autoencoder(latent_dim=latent_dim, method=method)
@@ -152,9 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--method",
-        choices=METHODS,
+        choices=ACCEPTED_METHODS,
         default="auto",
-        help="lowering of the transposed convolutions (jdeconv.METHODS)",
+        help="lowering of the transposed convolutions: auto, autotune (measured on this "
+        "machine) or one of jdeconv.METHODS",
     )
     parser.add_argument("--out", default="demo.png", metavar="PATH", help="where to write the PNG")
     parser.add_argument(

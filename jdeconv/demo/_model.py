@@ -31,8 +31,8 @@ class Autoencoder(nn.Module):
       features: channels of the encoder's convolutions, from the image
         inwards; the decoder uses them in reverse order.
       latent_dim: size of the code between encoder and decoder.
-      method: the lowering of the transposed convolutions, ``"auto"`` or one of
-        :data:`jdeconv.METHODS`.
+      method: the lowering of the transposed convolutions: ``"auto"``,
+        ``"autotune"`` or one of :data:`jdeconv.METHODS`.
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -21,6 +21,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import cases
 import jax
@@ -41,7 +44,15 @@ def test_every_bug_has_a_reproducer():
 
 
 def negative_padding_reads_outside_the_input():
-    """openxla/xla#48713: a float32 convolution with padding (-1, 1) on CPU."""
+    """openxla/xla#48713: a float32 convolution with padding (-1, 1) on CPU.
+
+    Five calls: the garbage differs from call to call.
+    """
+    for _ in range(5):
+        _negative_padding_once()
+
+
+def _negative_padding_once():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5, 6, 4)).astype(np.float32)
     w = rng.standard_normal((2, 1, 4, 8)).astype(np.float32)
@@ -61,7 +72,31 @@ def negative_padding_reads_outside_the_input():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
 
 
-REPRODUCERS = {"openxla/xla#48713": negative_padding_reads_outside_the_input}
+_SIMPLIFIER_ABORT = """
+import numpy as np, jax
+from jax import lax
+x = np.ones((1, 1, 3, 1), np.float32)  # NCHW: height 3, width 1
+w = np.ones((1, 1, 2, 2), np.float32)  # OIHW: a 2x2 window, wider than the input
+y = jax.jit(lambda x, w: lax.conv_general_dilated(
+    x, w, (1, 1), [(0, 0), (1, 0)], lhs_dilation=(2, 1),
+    dimension_numbers=("NCHW", "OIHW", "NCHW")))(x, w)
+print(y.shape)
+"""
+
+
+def simplifier_aborts_on_input_dilation():
+    """XLA's algebraic simplifier aborts the process on this lhs-dilated convolution."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SIMPLIFIER_ABORT], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == "(1, 1, 4, 1)"
+
+
+REPRODUCERS = {
+    "openxla/xla#48713": negative_padding_reads_outside_the_input,
+    "unfiled: simplifier abort on input dilation": simplifier_aborts_on_input_dilation,
+}
 
 
 @pytest.mark.parametrize("bug", XLA_BUGS, ids=lambda bug: bug.issue)
@@ -82,8 +117,7 @@ def test_the_reproducer_fails_where_the_bug_is(bug, request):
                 f"(fixed in {bug.fixed_in_jaxlib or 'no release yet'})",
             )
         )
-    for _ in range(5):  # the garbage differs from call to call
-        REPRODUCERS[bug.issue]()
+    REPRODUCERS[bug.issue]()
 
 
 # ---------------------------------------------------------------- structure
@@ -167,6 +201,103 @@ def test_the_structural_check_sees_negative_padding():
         .as_text()
     )
     assert any(_mixed_signs(pads) for pads in _HLO_PAD.findall(compiled))
+
+
+# Geometries whose lhs-dilated convolution has an input smaller than its
+# window in some axis (after the crop of explicit padding): the simplifier's
+# abort. The first is the one a random search found.
+ABORT_CASES = [
+    cases.Case(3, False, 1, 1, 1, 1, (4, 3, 2), (3, 2, 2), (3, 2, 3), (2, 1, 1),
+               ((2, 2), (1, 1), (2, 1)), (11, 4, 2), spelling=1),
+    cases.Case(2, True, 2, 3, 2, 1, (3, 1), (2, 3), (2, 1), (1, 1), ((0, 0), (1, 1)),
+               (6, 1), spelling=2),
+    cases.Case(2, False, 1, 2, 4, 2, (4, 1), (2, 2), (2, 3), (1, 1), "VALID", (8, 2),
+               spelling=5),
+]  # fmt: skip
+
+
+def _lhs_dilated_with_small_inputs(case: cases.Case, method: str, monkeypatch) -> list[str]:
+    """Every convolution jdeconv hands to ``lax`` for ``case``, that has the abort's pattern."""
+    found = []
+    convolve = lax.conv_general_dilated
+
+    def recording(lhs, rhs, *args, **kwargs):
+        dilation = kwargs.get("lhs_dilation") or (1,)
+        numbers = kwargs["dimension_numbers"]
+        small = [
+            lhs.shape[i] < (rhs.shape[k] - 1) * d + 1
+            for i, k, d in zip(
+                numbers.lhs_spec[2:], numbers.rhs_spec[2:], kwargs.get("rhs_dilation") or ()
+            )
+        ]
+        if max(dilation) > 1 and any(small):
+            found.append(f"{lhs.shape} * {rhs.shape}, lhs_dilation {dilation}")
+        return convolve(lhs, rhs, *args, **kwargs)
+
+    monkeypatch.setattr(lax, "conv_general_dilated", recording)
+    x, w = case.arrays(dtype=np.float32)
+
+    def loss(x, w):
+        y = jdeconv.conv_transpose(x, w, *case.op_args, groups=case.groups, method=method)
+        return jnp.sum(jnp.sin(y))
+
+    jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x, w)  # traced, not compiled
+    return found
+
+
+@pytest.mark.parametrize("method", jdeconv.METHODS)
+@pytest.mark.parametrize(
+    "case",
+    ABORT_CASES + STRUCTURE_SAMPLE,
+    ids=[c.describe() for c in ABORT_CASES + STRUCTURE_SAMPLE],
+)
+def test_no_lhs_dilated_convolution_has_an_input_smaller_than_its_window(case, method, monkeypatch):
+    assert _lhs_dilated_with_small_inputs(case, method, monkeypatch) == []
+
+
+def test_the_small_input_check_sees_the_pattern(monkeypatch):
+    """Without the workaround, the reference lowering emits the pattern for these cases."""
+    monkeypatch.setattr(_xla_workarounds, "_simplifier_may_abort", lambda *args: False)
+    for case in ABORT_CASES:
+        assert _lhs_dilated_with_small_inputs(case, "lhs_dilation", monkeypatch), case.describe()
+
+
+_ABORT_VALUES = """
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np, jax, jax.numpy as jnp, cases, reference, jdeconv
+jax.config.update("jax_enable_x64", True)
+for case in {cases!r}:
+    x, w = case.arrays(dtype=np.float64)
+    g = np.random.default_rng(0).standard_normal(case.output_full_shape)
+    for method in jdeconv.METHODS:
+        def op(x, w):
+            return jdeconv.conv_transpose(x, w, *case.op_args, groups=case.groups, method=method)
+        y, vjp = jax.vjp(jax.jit(op), x, w)
+        dx, dw = vjp(g)
+        kwargs = dict(groups=case.groups, channels_last=case.channels_last)
+        common = (case.strides, case.dilations, case.padding)
+        np.testing.assert_allclose(y, case.reference(x, w), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            dx, reference.forward_conv(g, w, case.input_size, *common, **kwargs), atol=1e-9)
+        np.testing.assert_allclose(
+            dw, reference.kernel_grad(x, g, case.kernel_size, *common, **kwargs), atol=1e-9)
+print("computed")
+"""
+
+
+def test_the_abort_cases_compute_the_reference():
+    """Every method computes the cases that aborted, in a child process (an abort fails here)."""
+    script = _ABORT_VALUES.format(tests=str(Path(__file__).parent), cases=ABORT_CASES)
+    result = subprocess.run(
+        [sys.executable, "-c", "from cases import Case\n" + script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parent,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "computed"
 
 
 def test_the_sample_pads_beyond_the_kernel():

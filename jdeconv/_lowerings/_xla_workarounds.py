@@ -34,7 +34,8 @@ class XlaBug:
     """One XLA bug: where it is tracked, what goes wrong, how jdeconv avoids it.
 
     Attributes:
-      issue: the upstream issue, ``"openxla/xla#NNNNN"``.
+      issue: the upstream issue, ``"openxla/xla#NNNNN"``, or ``"unfiled: ..."``
+        where none is filed yet.
       summary: what the bug does, in one sentence.
       pattern: the program pattern that triggers it.
       workaround: what jdeconv emits instead.
@@ -83,6 +84,26 @@ XLA_BUGS: tuple[XlaBug, ...] = (
         ),
         # Reproduces with jaxlib 0.10.0 to 0.11.2; not with 0.12.0 and 0.12.1.
         fixed_in_jaxlib="0.12.0",
+    ),
+    XlaBug(
+        issue="unfiled: simplifier abort on input dilation",
+        summary=(
+            "XLA's algebraic simplifier aborts the whole process (a C++ 'Check failed: "
+            "Window dimensions do not match RHS shape', no Python exception) when it compiles "
+            "some convolutions with input dilation whose input is smaller than the window in "
+            "another spatial axis, on every platform; seen in jaxlib 0.10.2 and 0.12.1 with a "
+            "window of 2 and input dilation 2 in one axis and an input of 1 or 2 against a "
+            "window of 2 or 3 in another."
+        ),
+        pattern=(
+            "a convolution with lhs_dilation > 1 and, in some spatial axis, an input smaller "
+            "than the (dilated) window"
+        ),
+        workaround=(
+            "the input dilation is written out as interior padding (lax.pad) and the "
+            "convolution has none (the same function on finite values; an Inf in the kernel "
+            "may meet the written-out zeros)"
+        ),
     ),
 )
 
@@ -231,6 +252,10 @@ def conv_general_dilated(
             result = jax.eval_shape(functools.partial(convolve, padding=padding), lhs, rhs)
             return jnp.zeros(result.shape, result.dtype)
         lhs, padding = cropped
+    if _simplifier_may_abort(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers):
+        lhs = _dilate(lhs, lhs_dilation, dimension_numbers)
+        lhs_dilation = (1,) * n
+        convolve = functools.partial(convolve, lhs_dilation=lhs_dilation)
     past = None
     if platform == "cpu" and CPU_CONVOLUTION_PATH.active():
         past = _rows_past_ynnpack(
@@ -253,6 +278,38 @@ def conv_general_dilated(
     out = convolve(lhs, rhs, padding=tuple(longer))
     out_axis = dimension_numbers.out_spec[2 + axis]
     return lax.slice_in_dim(out, 0, out.shape[out_axis] - extra, axis=out_axis)
+
+
+def _simplifier_may_abort(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    lhs_dilation: Sequence[int],
+    rhs_dilation: Sequence[int],
+    dimension_numbers: lax.ConvDimensionNumbers,
+) -> bool:
+    """Whether a convolution has the pattern of the simplifier's abort (see :data:`XLA_BUGS`).
+
+    Input dilation in some axis, and an input smaller than its window in
+    some spatial axis: wider than the cases seen to abort, all of which it
+    covers.
+    """
+    if all(d == 1 for d in lhs_dilation):
+        return False
+    lhs_spec, rhs_spec, _ = dimension_numbers
+    return any(
+        lhs.shape[i] < (rhs.shape[k] - 1) * d + 1
+        for i, k, d in zip(lhs_spec[2:], rhs_spec[2:], rhs_dilation)
+    )
+
+
+def _dilate(
+    lhs: jax.Array, lhs_dilation: Sequence[int], dimension_numbers: lax.ConvDimensionNumbers
+) -> jax.Array:
+    """``lhs`` with ``lhs_dilation - 1`` zeros between its elements, along each spatial axis."""
+    config = [(0, 0, 0)] * lhs.ndim
+    for axis, dilation in zip(dimension_numbers.lhs_spec[2:], lhs_dilation):
+        config[axis] = (0, 0, dilation - 1)
+    return lax.pad(lhs, jnp.zeros((), lhs.dtype), config)
 
 
 def _crop_for_negative_padding(

@@ -143,13 +143,13 @@ def test_value_and_gradients_match_the_reference_long(case, method):
 # ---------------------------------------------------------- non-finite values
 
 
-def arrays_with(case: cases.Case, operand: str, value: float, index: int):
-    """Random ``x``, ``w`` and ``g`` for ``case``, with ``value`` put into ``operand``."""
+def arrays_with(case: cases.Case, operand: str, value: float, index: int, dtype=np.float64):
+    """Random ``x``, ``w`` and ``g`` for ``case`` in ``dtype``, with ``value`` put into ``operand``."""
     rng = np.random.default_rng(cases.seed_of(case.describe()))
     arrays = {
-        "x": rng.standard_normal(case.input_shape),
-        "w": rng.standard_normal(case.filters_shape),
-        "g": rng.standard_normal(case.output_full_shape),
+        "x": rng.standard_normal(case.input_shape).astype(dtype),
+        "w": rng.standard_normal(case.filters_shape).astype(dtype),
+        "g": rng.standard_normal(case.output_full_shape).astype(dtype),
     }
     target = arrays[operand].reshape(-1)
     assume(target.size)
@@ -157,12 +157,20 @@ def arrays_with(case: cases.Case, operand: str, value: float, index: int):
     return arrays["x"], arrays["w"], arrays["g"]
 
 
-def check_nothing_hidden(case: cases.Case, method: str, operand: str, value: float, index: int):
-    x, w, g = arrays_with(case, operand, value, index)
+def _references(case: cases.Case, x, w, g):
+    """The value and both gradients by the float64 reference (NaN where it makes NaN)."""
+    x, w, g = (np.asarray(a, np.float64) for a in (x, w, g))
+    with np.errstate(invalid="ignore"):
+        return (case.reference(x, w), *_adjoints(case, x, w, g))
+
+
+def check_nothing_hidden(
+    case: cases.Case, method: str, operand: str, value: float, index: int, dtype=np.float64
+):
+    x, w, g = arrays_with(case, operand, value, index, dtype)
     y, vjp = jax.vjp(_op(case, method), x, w)
     dx, dw = vjp(g)
-    with np.errstate(invalid="ignore"):
-        wants = (case.reference(x, w), *_adjoints(case, x, w, g))
+    wants = _references(case, x, w, g)
     for name, got, want in zip(("value", "input gradient", "kernel gradient"), (y, dx, dw), wants):
         got = np.asarray(got)
         hidden = ~np.isfinite(want) & np.isfinite(got)
@@ -179,14 +187,20 @@ def check_nothing_hidden(case: cases.Case, method: str, operand: str, value: flo
     operand=st.sampled_from(["x", "w", "g"]),
     value=st.sampled_from([np.inf, -np.inf, np.nan]),
     index=st.integers(0, 10**6),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_non_finite_values_are_never_hidden(case, method, operand, value, index):
-    check_nothing_hidden(case, method, operand, value, index)
+def test_non_finite_values_are_never_hidden(case, method, operand, value, index, dtype):
+    check_nothing_hidden(case, method, operand, value, index, dtype)
 
 
 @st.composite
 def common_layers(draw) -> cases.Case:
-    """1-d and 2-d layers without groups or dilation, SAME or VALID, stride <= kernel."""
+    """1-d and 2-d layers without groups or dilation, SAME or VALID, stride <= kernel.
+
+    Strides from 1 and output channels from 1 to 6, so that ``auto`` reaches
+    each of its forward forms (the lhs-dilated convolution for a 2-d image
+    layer, the sub-pixel one beyond 4 channels, one convolution at stride 1).
+    """
     case = draw(geometries(allow_empty=False))
     kernel_size = tuple(max(k, s) for k, s in zip(case.kernel_size, case.strides))
     padding = draw(st.sampled_from(["SAME", "VALID"]))
@@ -204,7 +218,7 @@ def common_layers(draw) -> cases.Case:
         num_spatial=n,
         groups=1,
         in_channels=max(case.in_channels // case.groups, 1),
-        out_channels=max(case.out_channels // case.groups, 1),
+        out_channels=draw(st.sampled_from([1, 2, 5, 6])),
         input_size=input_size,
         kernel_size=kernel_size,
         strides=strides,
@@ -214,35 +228,85 @@ def common_layers(draw) -> cases.Case:
     )
 
 
+def exact_on_common_layers(method: str, operand: str, case: cases.Case) -> bool:
+    """Whether ``method`` is claimed exact for a non-finite ``operand`` on a common layer.
+
+    The claims of docs/semantics.md: the value with an Inf or NaN in the
+    input or the kernel, for every method but ``lhs_dilation`` (XLA's own
+    convolution, which multiplies zero padding at stride 1 and in some 1-d
+    layers); both gradients with one in the output gradient, for every
+    method but ``phase_matmul`` (whose kernel gradient multiplies padded
+    inputs). The same at every stride.
+    """
+    del case
+    return method != ("phase_matmul" if operand == "g" else "lhs_dilation")
+
+
 @DEFAULT
 @given(
     case=common_layers(),
-    method=st.sampled_from(["auto", "lhs_dilation"]),
+    method=st.sampled_from(jdeconv.METHODS),
     operand=st.sampled_from(["x", "w", "g"]),
     value=st.sampled_from([np.inf, -np.inf, np.nan]),
     index=st.integers(0, 10**6),
+    dtype=st.sampled_from([np.float32, np.float64]),
 )
-def test_non_finite_positions_are_tensorflows_on_common_layers(case, method, operand, value, index):
-    """Where TensorFlow's kernels are exact, so is ``auto``: no NaN the definition lacks.
+def test_non_finite_positions_are_the_definitions_where_claimed(
+    case, method, operand, value, index, dtype
+):
+    """Where the docs claim it, no NaN the definition lacks, and every Inf where it has one.
 
-    That is the value with a non-finite input or kernel, and both gradients
-    with a non-finite output gradient. (TensorFlow's own forward convolution
-    and filter gradient pad with zeros, so they too turn an Inf in the kernel
-    or the input into NaN at the border; see the semantics page.)
+    The value with a non-finite input or kernel, and both gradients with a
+    non-finite output gradient (see :func:`exact_on_common_layers`), in
+    float32 and float64.
     """
-    x, w, g = arrays_with(case, operand, value, index)
+    assume(exact_on_common_layers(method, operand, case))
+    x, w, g = arrays_with(case, operand, value, index, dtype)
     y, vjp = jax.vjp(_op(case, method), x, w)
-    with np.errstate(invalid="ignore"):
-        pairs = [("value", y, case.reference(x, w))] if operand != "g" else []
-        if operand == "g":
-            f_ref, k_ref = _adjoints(case, x, w, g)
-            dx, dw = vjp(g)
-            pairs += [("input gradient", dx, f_ref), ("kernel gradient", dw, k_ref)]
+    value_ref, forward_ref, kernel_ref = _references(case, x, w, g)
+    if operand == "g":
+        pairs = [
+            ("input gradient", vjp(g)[0], forward_ref),
+            ("kernel gradient", vjp(g)[1], kernel_ref),
+        ]
+    else:
+        pairs = [("value", y, value_ref)]
     for name, got, want in pairs:
         got = np.asarray(got)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
         np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want), err_msg=name)
         np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=name)
+
+
+def test_the_exactness_strategy_reaches_what_found_the_gaps():
+    """The strategy draws float32, stride 1, and 2-d layers with more than 4 outputs.
+
+    The issue that widened it: float64 alone, and at most 2 output channels
+    (where ``auto`` takes the lhs-dilated form in 2-d), hid the sub-pixel
+    form's NaN with an Inf in the kernel and the stride-1 convolution's.
+    """
+    from hypothesis import find
+
+    find(
+        common_layers(), lambda c: c.num_spatial == 2 and c.out_channels > 4 and max(c.strides) > 1
+    )
+    find(common_layers(), lambda c: max(c.strides) == 1)
+
+
+@pytest.mark.parametrize("method", ["auto", "phase", "phase_matmul"])
+def test_the_issues_stride_1_example_is_exact(method):
+    """A stride-1 3x3 layer whose Inf kernel tap met the zero padding: 5 NaN in float32."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 5, 5, 2)).astype("f4")
+    w = rng.standard_normal((3, 3, 3, 2)).astype("f4")
+    w[1, 2, 0, 1] = np.inf
+    case = cases.Case(2, True, 1, 2, 3, 1, (5, 5), (3, 3), (1, 1), (1, 1), "SAME", (5, 5), 0)
+    got = np.asarray(jdeconv.conv2d_transpose(x, w, [1, 5, 5, 3], 1, "SAME", method=method))
+    with np.errstate(invalid="ignore"):
+        want = case.reference(x.astype("f8"), w.astype("f8"))
+    assert (np.isnan(want).sum(), np.isinf(want).sum()) == (0, 20)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
 
 
 # ------------------------------------------------------------ invalid input

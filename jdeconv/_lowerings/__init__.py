@@ -15,8 +15,10 @@ gradient). Adding one is one module that defines them plus one entry in
 ``"phase"``
   ``T`` as a sub-pixel decomposition (:mod:`._phase`): stride-1 convolutions
   with ``stride ** N * C_out`` output channels on the undilated input, then
-  depth-to-space and a crop. ``F`` the forward strided convolution and ``K``
-  the backprop-filter convolution, both shaped so that XLA:CPU runs them
+  depth-to-space and a crop (where the kernel holds an Inf or NaN, decided
+  at run time, matmuls and shifted sums instead, which keep it exact).
+  ``F`` the forward strided convolution and ``K`` the backprop-filter
+  convolution, both shaped so that XLA:CPU runs them
   through its fast 2-D library kernel (:mod:`._cpu_convolutions`).
 
 ``"phase_matmul"``
@@ -45,10 +47,11 @@ for several, gets each platform's choice:
   (``k == s``, U-Net's ``k = s = 2``): there the lhs-dilated convolution
   writes the output directly and measured faster than a matmul followed by
   depth-to-space; and 2-D ungrouped layers with at most 4 output channels
-  (a generator's RGB or grayscale layer), where it measured 2x to 7x faster
-  than the sub-pixel parts, whose convolutions have 1 to 4 output features
-  each (with 6 channels the two forms were on par, with 8 the sub-pixel
-  form was 1.8x faster).
+  and a stride above 1 (a generator's RGB or grayscale layer), where it
+  measured 2x to 7x faster than the sub-pixel parts, whose convolutions have
+  1 to 4 output features each (with 6 channels the two forms were on par,
+  with 8 the sub-pixel form was 1.8x faster). At stride 1 both forms are one
+  convolution, and the sub-pixel one keeps an Inf in the kernel exact.
 * CPU, ``F``: the phase-space form (``"phase_matmul"``) for 2-D channels-last
   layers without groups whose parts are each one matmul and an overlap-add
   (few input channels or one lag: U-Net, FCN) or whose channels are many
@@ -241,7 +244,9 @@ def auto_choice(
             k == s and d == 1
             for k, s, d in zip(geometry.kernel_size, geometry.strides, geometry.dilations)
         )
-        few_outputs = out_channels <= _FEW_OUTPUT_CHANNELS
+        # At stride 1 both forms are one convolution, and "phase" keeps an Inf
+        # in the kernel exact (see _phase.transpose_conv).
+        few_outputs = out_channels <= _FEW_OUTPUT_CHANNELS and max(geometry.strides) > 1
         name = "lhs_dilation" if plain_2d and (disjoint or few_outputs) else "phase"
     elif bilinear_map == "forward_conv":
         # The phase-space form where each part is one matmul and an

@@ -405,7 +405,29 @@ def _assemble(part, axes: tuple[_Axis, ...], axis_offset: int, *, output_order: 
 
 
 def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
-    """The transposed convolution: a stride-1 convolution per part, then depth-to-space."""
+    """The transposed convolution: a stride-1 convolution per part, then depth-to-space.
+
+    The convolutions pad the input with zeros, and a kernel tap that is Inf
+    or NaN makes NaN where it meets one, at positions the definition leaves
+    finite (or infinite). So where the kernel holds a non-finite value (one
+    reduction over the kernel decides, at run time), the same parts are
+    computed by :func:`transpose_conv_overlap_add` instead, which multiplies
+    no added zero: the value is then non-finite exactly where the
+    definition says. Grouped layers have one form only.
+    """
+    if config.geometry.groups > 1:
+        return _transpose_conv_by_convolutions(x, w, config)
+    return lax.cond(
+        jnp.all(jnp.isfinite(w)),
+        lambda x, w: _transpose_conv_by_convolutions(x, w, config),
+        lambda x, w: transpose_conv_overlap_add(x, w, config),
+        x,
+        w,
+    )
+
+
+def _transpose_conv_by_convolutions(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
+    """:func:`transpose_conv` as stride-1 convolutions of the zero-padded input."""
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
@@ -435,6 +457,55 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
             config=config,
         )
         return z.reshape(*z.shape[:-1], groups, *phases, per_group)
+
+    z = _assemble(part, axes, n + 2, output_order=True)
+    return _depth_to_space(z, geometry, axes, config.partitioned)
+
+
+def transpose_conv_overlap_add(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
+    """The transposed convolution as one matmul per part and an overlap-add (no groups).
+
+    Each part's matmul gives every lag's contribution at every input
+    position; the lag ``q`` contribution of input position ``i`` lands on
+    block ``i - first + q * dilation``, which a ``lax.pad`` per lag places (a
+    crop where negative; XLA fuses the pads and the sum). No zero that a
+    lowering adds is multiplied by a kernel tap, so an Inf or NaN in the
+    kernel is non-finite exactly where the definition says. Grouped layers
+    take :func:`transpose_conv`.
+    """
+    geometry = config.geometry
+    if geometry.groups > 1:
+        return _transpose_conv_by_convolutions(x, w, config)
+    n = geometry.num_spatial
+    axes = _plan(geometry)
+    x = _channels_last(x, geometry)
+    per_group, in_channels = w.shape[-2:]
+    dtype = config.preferred_element_type or x.dtype
+
+    def part(block: tuple[_Part, ...]) -> jax.Array:
+        phases = [p.stop - p.start for p in block]
+        if not all(p.lags for p in block):
+            shape = (x.shape[0], *(axis.blocks for axis in axes), 1, *phases, per_group)
+            return jnp.zeros(shape, dtype)
+        kernel = _part_kernel(w, axes, block)  # [*lags, *phases, C_out, C_in]
+        counts = kernel.shape[:n]
+        taps = kernel.reshape(math.prod(counts), -1, in_channels)  # [L, phases * C_out, C_in]
+        contributions = []
+        for index, lag in enumerate(itertools.product(*map(range, counts))):
+            contribution = lax.dot_general(
+                x,
+                taps[index],
+                (((n + 1,), (1,)), ((), ())),
+                precision=config.precision,
+                preferred_element_type=config.preferred_element_type,
+            )  # (N, *I, phases * C_out)
+            pad = [(0, 0, 0)] * contribution.ndim
+            for a, (axis, p) in enumerate(zip(axes, block)):
+                low = lag[a] * axis.conv_dilation - p.first
+                pad[1 + a] = (low, axis.blocks - axis.input_size - low, 0)
+            contributions.append(lax.pad(contribution, jnp.zeros((), contribution.dtype), pad))
+        z = sum(contributions[1:], start=contributions[0])
+        return z.reshape(*z.shape[:-1], 1, *phases, per_group)
 
     z = _assemble(part, axes, n + 2, output_order=True)
     return _depth_to_space(z, geometry, axes, config.partitioned)

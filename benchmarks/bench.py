@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -204,10 +205,14 @@ def main(argv: list[str] | None = None) -> list[report.Target]:
         args.out / "RESULTS.md", info, layer_results, model_results, compile_results, analysis
     )
     report.write_chart(args.out / "results.png", layer_results, model_results)
+    if layer_results is not None:
+        (args.out / "layers.json").write_text(
+            json.dumps(report.layers_json(layer_results), indent=1) + "\n"
+        )
     found = report.targets(layer_results, model_results, compile_results)
     for target in found:
         print(target.summary())
-    print(f"Wrote {args.out / 'RESULTS.md'} and {args.out / 'results.png'}")
+    print(f"Wrote {args.out / 'RESULTS.md'}, {args.out / 'results.png'} and layers.json")
     return found
 
 

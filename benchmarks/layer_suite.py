@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 
 import jax
@@ -24,6 +25,11 @@ import jdeconv
 PEERS = ("tensorflow", "pytorch")
 LAX = "jax.lax"
 AUTO = "jdeconv:auto"
+AUTOTUNE = "jdeconv:autotune"
+#: jdeconv's columns: every method, then autotune.
+METHODS = (*jdeconv.METHODS, "autotune")
+#: The fixed methods that autotune is compared with (auto's rules are not one).
+FIXED = tuple(f"jdeconv:{m}" for m in jdeconv.METHODS if m != "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +223,7 @@ def loss_grad(forward: Forward) -> Callable:
 
 def jax_functions(layer: Layer) -> tuple[dict[str, Forward], list[str]]:
     """jdeconv's methods and ``jax.lax`` (where it has the layer), and notes."""
-    functions = {f"jdeconv:{m}": jdeconv_forward(layer, m) for m in jdeconv.METHODS}
+    functions = {f"jdeconv:{m}": jdeconv_forward(layer, m) for m in METHODS}
     lax = lax_forward(layer)
     if lax is None:
         return functions, [f"{LAX}: no groups in jax.lax.conv_transpose"]
@@ -352,6 +358,10 @@ class LayerResult:
     reference: str
     max_error: dict[str, float]
     notes: list[str]
+    #: Seconds of the first forward + backward call (trace, lower, tune, compile, run)
+    #: of auto and of autotune, and autotune's tuning time within it.
+    first_call: dict[str, float] = dataclasses.field(default_factory=dict)
+    tuning_seconds: float = 0.0
 
 
 def peak_bytes(compiled: jax.stages.Compiled) -> int:
@@ -380,6 +390,7 @@ def measure_layers(
         functions, notes = jax_functions(layer)
         forwards = {n: jax.jit(f) for n, f in functions.items()}
         grads = {n: jax.jit(loss_grad(f)) for n, f in functions.items()}
+        first_call, tuning_seconds = _first_calls(grads, (xj, wj, tj))
         forward = [Contender(n, jax_call(f, xj, wj)) for n, f in forwards.items()]
         forward_backward = [Contender(n, jax_call(g, xj, wj, tj)) for n, g in grads.items()]
         outputs = {n: np.asarray(f(xj, wj), np.float64) for n, f in forwards.items()}
@@ -394,12 +405,12 @@ def measure_layers(
             if peer == "tensorflow":
                 outputs[peer] = np.asarray(run_forward(), np.float64)
         groups += [forward, forward_backward]
-        setups.append((layer, grads, (xj, wj, tj), outputs, notes))
+        setups.append((layer, grads, (xj, wj, tj), outputs, notes, first_call, tuning_seconds))
 
     medians = interleaved_medians(groups, settings, on_progress)
 
     results = []
-    for i, (layer, grads, args, outputs, notes) in enumerate(setups):
+    for i, (layer, grads, args, outputs, notes, first_call, tuning) in enumerate(setups):
         reference = reference_name(grads)
         expected = outputs[reference]
         scale = float(np.max(np.abs(expected))) or 1.0
@@ -417,6 +428,24 @@ def measure_layers(
                     if n != reference
                 },
                 notes=notes,
+                first_call=first_call,
+                tuning_seconds=tuning,
             )
         )
     return results
+
+
+def _first_calls(grads: dict[str, Callable], args: tuple) -> tuple[dict[str, float], float]:
+    """The first forward + backward call of auto and of autotune, in seconds; the tuning's.
+
+    Each is traced, lowered (where autotune measures its candidates), compiled
+    and run once; autotune's tuning time is the sum over the maps it tuned.
+    """
+    first_call = {}
+    tuned_before = len(jdeconv.autotune.choices())
+    for name in (AUTO, AUTOTUNE):
+        start = time.perf_counter()
+        jax.block_until_ready(grads[name](*args))
+        first_call[name] = time.perf_counter() - start
+    tuning = sum(c.tuning_seconds for c in jdeconv.autotune.choices()[tuned_before:])
+    return first_call, tuning

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -19,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from compile_costs import CompileCost, CompileResults
-from layer_suite import AUTO, LAX, PEERS, LayerResult
+from layer_suite import AUTO, AUTOTUNE, FIXED, LAX, METHODS, PEERS, LayerResult
 from models import JDECONV, TF, TF_XLA, TORCH, ModelResult
 
 import jdeconv
@@ -27,6 +28,11 @@ import jdeconv
 MiB = 2**20
 #: The target on peak memory against lax's, which the memory table flags too.
 MEMORY_GOAL = 1.2
+#: The target on autotune against the fastest fixed method, per layer.
+AUTOTUNE_GOAL = 1.15
+#: Where other runs' layer results are kept, one folder per jaxlib release
+#: (``python benchmarks/bench.py --parts layers --out benchmarks/releases/jaxlib-X``).
+RELEASES = Path(__file__).resolve().parent / "releases"
 
 
 @dataclasses.dataclass
@@ -110,6 +116,24 @@ def layer_ratios(results: Sequence[LayerResult], key: str) -> dict[str, float]:
     return {name: ratio for name, ratio in ratios.items() if ratio is not None}
 
 
+def fastest_fixed(times: dict[str, float]) -> tuple[str, float]:
+    """The fastest of jdeconv's fixed methods (the lowerings, not auto's rules)."""
+    seconds, name = min((times[m], m) for m in FIXED if m in times)
+    return name, seconds
+
+
+def autotune_ratios(results: Sequence[LayerResult]) -> dict[str, float]:
+    """Autotune's time over the fastest fixed method's, the worse of the two passes."""
+    return {
+        r.layer.name: max(
+            getattr(r, key)[AUTOTUNE] / fastest_fixed(getattr(r, key))[1]
+            for key in ("forward", "forward_backward")
+        )
+        for r in results
+        if AUTOTUNE in r.forward
+    }
+
+
 def memory_ratios(results: Sequence[LayerResult]) -> dict[str, float]:
     """``auto``'s peak memory over the reference's, per layer."""
     return {r.layer.name: r.peak_bytes[AUTO] / r.peak_bytes[r.reference] for r in results}
@@ -138,27 +162,35 @@ def targets(
             if LAX in r.forward_backward
         }
         memory = memory_ratios(layers)
+        tuned = autotune_ratios(layers)
         rows += [
             Target(
-                "forward, jdeconv / min(TF, PyTorch), median over the layers",
-                0.9,
+                "forward, jdeconv / best peer, median over the layers",
+                1.0,
                 True,
                 _median(forward),
                 forward,
             ),
             Target(
-                "forward + backward, jdeconv / min(TF, PyTorch), median over the layers",
-                0.8,
+                "forward + backward, jdeconv / best peer, median over the layers",
+                1.0,
                 True,
                 _median(forward_backward),
                 forward_backward,
             ),
             Target(
-                "worst layer, forward + backward",
-                1.2,
+                "slowest layer, forward + backward",
+                1.5,
                 True,
                 _max(forward_backward),
                 forward_backward,
+            ),
+            Target(
+                "autotune / fastest fixed method, every layer (forward and forward + backward)",
+                AUTOTUNE_GOAL,
+                True,
+                _max(tuned),
+                tuned,
             ),
         ]
     if model_results is not None:
@@ -262,7 +294,7 @@ def _median_and_max(width: int, column: int, values: dict[str, float]) -> list[l
 
 
 def _timing_table(results: Sequence[LayerResult], key: str) -> list[str]:
-    names = [f"jdeconv:{m}" for m in jdeconv.METHODS] + [LAX, *PEERS]
+    names = [f"jdeconv:{m}" for m in METHODS] + [LAX, *PEERS]
     header = ["layer", *names, "auto / best peer", "best peer", "auto GFLOP/s"]
     if key == "forward_backward":
         header.append("jax.lax / auto")
@@ -410,8 +442,37 @@ def _compile_tables(results: CompileResults, command: str) -> list[str]:
     return lines
 
 
+def _autotune_table(results: Sequence[LayerResult]) -> list[str]:
+    header = [
+        "layer",
+        "forward: autotune / fastest fixed",
+        "fastest fixed",
+        "fwd + bwd: autotune / fastest fixed",
+        "fastest fixed",
+        "first fwd + bwd call: auto (s)",
+        "autotune (s)",
+        "of which tuning (s)",
+    ]
+    rows = []
+    for r in results:
+        if AUTOTUNE not in r.forward:
+            continue
+        row = [r.layer.name]
+        for key in ("forward", "forward_backward"):
+            times = getattr(r, key)
+            name, seconds = fastest_fixed(times)
+            row += [_num(times[AUTOTUNE] / seconds), name.removeprefix("jdeconv:")]
+        row += [
+            _num(r.first_call.get(AUTO)),
+            _num(r.first_call.get(AUTOTUNE)),
+            _num(r.tuning_seconds),
+        ]
+        rows.append(row)
+    return _table(header, rows)
+
+
 def _memory_table(results: Sequence[LayerResult]) -> list[str]:
-    names = [f"jdeconv:{m}" for m in jdeconv.METHODS] + [LAX]
+    names = [f"jdeconv:{m}" for m in METHODS] + [LAX]
     header = ["layer", *names, "auto / reference", f"over {MEMORY_GOAL}"]
     rows, ratios = [], memory_ratios(results)
     for r in results:
@@ -524,6 +585,18 @@ def write_markdown(
             "",
             *_timing_table(layers, "forward_backward"),
         )
+    if layers is not None:
+        lines += _section(
+            "Layers: autotune",
+            command,
+            '`method="autotune"` against the fastest fixed method (`lhs_dilation`, `phase`,',
+            "`phase_matmul`) of each layer, and its first-call overhead: the first forward +",
+            "backward call traces, lowers (autotune times each map's candidates there),",
+            "compiles and runs once.",
+            "",
+            *_autotune_table(layers),
+        )
+        lines += _releases_section(layers, command)
     if model_results is not None:
         lines += _section(
             "Whole-model training steps (ms per optimizer step)",
@@ -568,6 +641,68 @@ def write_markdown(
         lines += ["", f"## Analysis (hand-written, `benchmarks/{analysis.name}`)", ""]
         lines += analysis.read_text().strip().splitlines()
     path.write_text("\n".join(lines) + "\n")
+
+
+def layers_json(layers: Sequence[LayerResult]) -> dict:
+    """The layer results, machine-readable, with the versions and machine they ran on."""
+    return {
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "versions": _versions(),
+        "machine": _machine(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "layers": {
+            r.layer.name: {"forward": r.forward, "forward_backward": r.forward_backward}
+            for r in layers
+        },
+    }
+
+
+def _release_runs(layers: Sequence[LayerResult]) -> dict[str, dict]:
+    """This run's layer results and those in ``RELEASES``, by jaxlib version."""
+    runs = {}
+    for path in sorted(RELEASES.glob("*/layers.json")):
+        run = json.loads(path.read_text())
+        runs[run["jaxlib"]] = run
+    this = layers_json(layers)
+    runs[this["jaxlib"]] = this
+    return dict(sorted(runs.items(), key=lambda item: _release(item[0])))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _releases_section(layers: Sequence[LayerResult], command: str) -> list[str]:
+    """``auto`` / TensorFlow per layer, one column per jaxlib release."""
+    runs = _release_runs(layers)
+    names = [r.layer.name for r in layers]
+    header = ["layer"]
+    columns: list[dict[str, float]] = []
+    for version, run in runs.items():
+        for key, label in (("forward", "fwd"), ("forward_backward", "fwd + bwd")):
+            header.append(f"{label}, jaxlib {version}")
+            ratios = {}
+            for name, result in run["layers"].items():
+                times = result[key]
+                if "tensorflow" in times and AUTO in times:
+                    ratios[name] = times[AUTO] / times["tensorflow"]
+            columns.append(ratios)
+    rows = [[name, *(_num(column.get(name)) for column in columns)] for name in names]
+    for label, reduce in (("**median**", _median), ("**max**", _max)):
+        rows.append([label, *(_num(reduce({n: c[n] for n in names if n in c})) for c in columns)])
+    sources = "; ".join(f"jaxlib {v}: {run['versions']}, {run['date']}" for v, run in runs.items())
+    return _section(
+        "Layers across jaxlib releases: auto / TensorFlow",
+        command,
+        "`jdeconv:auto`'s time over TensorFlow's, TensorFlow being the peer every",
+        "environment has. Other releases' runs come from `benchmarks/releases/*/layers.json`",
+        "(`python benchmarks/bench.py --parts layers --out benchmarks/releases/jaxlib-X`, run",
+        "with that jaxlib, on the same machine).",
+        "",
+        *_table(header, rows),
+        "",
+        f"Runs: {sources}.",
+    )
 
 
 def write_chart(

@@ -10,12 +10,8 @@ show verbatim. This extension rewrites each docstring when Griffe loads it:
 - each doctest block (``>>>`` lines and their output) becomes a fenced
   ``pycon`` code block;
 - a docstring completed at import time (a ``{placeholder}`` line that the
-  module fills in, as the layers' shared field list) is read from the
-  imported object;
-- a signature set at import time (``__signature__``, as the NNX layers'
-  constructor and the functional layers derive theirs from the one
-  declaration of the layer arguments) replaces the ``*args, **kwargs`` that
-  the source shows.
+  module fills in, as the layers' shared argument list) is read from the
+  imported object.
 """
 
 from __future__ import annotations
@@ -65,57 +61,8 @@ def fence_doctests(text: str) -> str:
     return "\n".join(out)
 
 
-_KINDS = {
-    inspect.Parameter.POSITIONAL_ONLY: griffe.ParameterKind.positional_only,
-    inspect.Parameter.POSITIONAL_OR_KEYWORD: griffe.ParameterKind.positional_or_keyword,
-    inspect.Parameter.VAR_POSITIONAL: griffe.ParameterKind.var_positional,
-    inspect.Parameter.KEYWORD_ONLY: griffe.ParameterKind.keyword_only,
-    inspect.Parameter.VAR_KEYWORD: griffe.ParameterKind.var_keyword,
-}
-
-
-def _text(value: Any, *, annotation: bool = False) -> str | None:
-    """A default (as code) or an annotation (as written) for the signature."""
-    if value is inspect.Parameter.empty:
-        return None
-    if annotation and isinstance(value, str):
-        return value
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    return repr(value)
-
-
-def runtime_parameters(function: Any) -> griffe.Parameters | None:
-    """The parameters of ``function``'s ``__signature__``, if it has one of its own."""
-    signature = getattr(function, "__signature__", None)
-    if not isinstance(signature, inspect.Signature):
-        return None
-    return griffe.Parameters(
-        *(
-            griffe.Parameter(
-                parameter.name,
-                annotation=_text(parameter.annotation, annotation=True),
-                kind=_KINDS[parameter.kind],
-                default=_text(parameter.default),
-            )
-            for parameter in signature.parameters.values()
-        )
-    )
-
-
 class JdeconvDocstrings(griffe.Extension):
     """Rewrites Sphinx roles as inline code and doctests as fenced code."""
-
-    def on_function_instance(self, *, func: griffe.Function, **kwargs: Any) -> None:
-        """Takes the signature of ``func`` from the imported function, where set at import."""
-        del kwargs
-        kinds = {parameter.kind for parameter in func.parameters}
-        variadic = {griffe.ParameterKind.var_positional, griffe.ParameterKind.var_keyword}
-        if not func.path.startswith("jdeconv.") or not variadic <= kinds:
-            return
-        parameters = runtime_parameters(griffe.dynamic_import(func.path))
-        if parameters is not None:
-            func.parameters = parameters
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         """Rewrites ``obj``'s docstring."""

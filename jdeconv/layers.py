@@ -32,11 +32,13 @@ The layer classes are re-exported here too, as in ``tf.compat.v1.layers``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
-from jax.typing import ArrayLike
+import jax.numpy as jnp
+from jax.typing import ArrayLike, DTypeLike
 
 from jdeconv import _checks, _docstrings
 from jdeconv._layers import _config, _flax_internals
@@ -45,6 +47,13 @@ from jdeconv._layers.linen import (
     Conv2DTranspose,
     Conv3DTranspose,
     FunctionalConvTranspose,
+)
+from jdeconv._types import (
+    ActivationLike,
+    ConstraintLike,
+    InitializerLike,
+    IntOrSequence,
+    RegularizerLike,
 )
 
 __all__ = [
@@ -103,24 +112,6 @@ def _where(parent: nn.Module) -> str:
     return f"{type(parent).__name__} ({path or 'the top-level module'})"
 
 
-#: The functional layers' signature: TensorFlow's, from the layer arguments.
-SIGNATURE = inspect.Signature(
-    [
-        inspect.Parameter(
-            "inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike"
-        ),
-        *_config.parameters(tf1_positional=True),
-        inspect.Parameter(
-            "name", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="str | None"
-        ),
-        inspect.Parameter(
-            "reuse", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any"
-        ),
-        *_config.parameters(tf1_positional=False, keyword_only=True),
-    ],
-    return_annotation="jax.Array",
-)
-
 _OTHER_ARGS = {
     "inputs": "``(batch, *spatial, channels)``, or ``(batch, channels, *spatial)`` for "
     '``data_format="channels_first"``.',
@@ -130,14 +121,11 @@ _OTHER_ARGS = {
 }
 
 
-def _apply(
-    function: str, num_spatial: int, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> jax.Array:
-    """Binds a functional layer's call, then creates or reuses its submodule."""
-    values = _config.bind(function, SIGNATURE, args, kwargs)
-    inputs, name, reuse = values.pop("inputs"), values.pop("name"), values.pop("reuse")
+def _apply(function: str, num_spatial: int, call: Mapping[str, Any]) -> jax.Array:
+    """Creates or reuses a functional layer's submodule; ``call``: its parameters."""
+    inputs, name, reuse = call["inputs"], call["name"], call["reuse"]
     parent = _calling_module(function)
-    config = _config.resolve(function, num_spatial, values)
+    config = _config.resolve(function, num_spatial, _config.arguments_of(call))
     if not (reuse is None or isinstance(reuse, bool) or reuse is AUTO_REUSE):
         raise TypeError(
             f"{function}: `reuse` must be None, True, False or "
@@ -187,7 +175,34 @@ _ARGS_DOC = """
 """
 
 
-def conv1d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
+def conv1d_transpose(
+    inputs: ArrayLike,
+    filters: int,
+    kernel_size: IntOrSequence,
+    strides: IntOrSequence = 1,
+    padding: str = "valid",
+    data_format: str | None = "channels_last",
+    activation: ActivationLike = None,
+    use_bias: bool = True,
+    kernel_initializer: InitializerLike = None,
+    bias_initializer: InitializerLike = "zeros",
+    kernel_regularizer: RegularizerLike = None,
+    bias_regularizer: RegularizerLike = None,
+    activity_regularizer: RegularizerLike = None,
+    kernel_constraint: ConstraintLike = None,
+    bias_constraint: ConstraintLike = None,
+    trainable: bool = True,
+    name: str | None = None,
+    reuse: bool | _AutoReuse | None = None,
+    *,
+    output_padding: IntOrSequence | None = None,
+    dilation_rate: IntOrSequence = 1,
+    groups: int = 1,
+    method: str | None = None,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
     """Functional 1-d transposed convolution layer, in the style of ``tf.compat.v1.layers``.
 
     {args}
@@ -202,10 +217,37 @@ def conv1d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
       >>> list(variables["params"])
       ['conv1d_transpose']
     """
-    return _apply("conv1d_transpose", 1, (inputs, *args), kwargs)
+    return _apply("conv1d_transpose", 1, locals())
 
 
-def conv2d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
+def conv2d_transpose(
+    inputs: ArrayLike,
+    filters: int,
+    kernel_size: IntOrSequence,
+    strides: IntOrSequence = 1,
+    padding: str = "valid",
+    data_format: str | None = "channels_last",
+    activation: ActivationLike = None,
+    use_bias: bool = True,
+    kernel_initializer: InitializerLike = None,
+    bias_initializer: InitializerLike = "zeros",
+    kernel_regularizer: RegularizerLike = None,
+    bias_regularizer: RegularizerLike = None,
+    activity_regularizer: RegularizerLike = None,
+    kernel_constraint: ConstraintLike = None,
+    bias_constraint: ConstraintLike = None,
+    trainable: bool = True,
+    name: str | None = None,
+    reuse: bool | _AutoReuse | None = None,
+    *,
+    output_padding: IntOrSequence | None = None,
+    dilation_rate: IntOrSequence = 1,
+    groups: int = 1,
+    method: str | None = None,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
     """Functional 2-d transposed convolution layer, as ``tf.compat.v1.layers.conv2d_transpose``.
 
     {args}
@@ -226,10 +268,37 @@ def conv2d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
       >>> Decoder().apply(variables, jnp.ones((1, 4, 4, 16))).shape
       (1, 18, 18, 3)
     """
-    return _apply("conv2d_transpose", 2, (inputs, *args), kwargs)
+    return _apply("conv2d_transpose", 2, locals())
 
 
-def conv3d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
+def conv3d_transpose(
+    inputs: ArrayLike,
+    filters: int,
+    kernel_size: IntOrSequence,
+    strides: IntOrSequence = 1,
+    padding: str = "valid",
+    data_format: str | None = "channels_last",
+    activation: ActivationLike = None,
+    use_bias: bool = True,
+    kernel_initializer: InitializerLike = None,
+    bias_initializer: InitializerLike = "zeros",
+    kernel_regularizer: RegularizerLike = None,
+    bias_regularizer: RegularizerLike = None,
+    activity_regularizer: RegularizerLike = None,
+    kernel_constraint: ConstraintLike = None,
+    bias_constraint: ConstraintLike = None,
+    trainable: bool = True,
+    name: str | None = None,
+    reuse: bool | _AutoReuse | None = None,
+    *,
+    output_padding: IntOrSequence | None = None,
+    dilation_rate: IntOrSequence = 1,
+    groups: int = 1,
+    method: str | None = None,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    precision: jax.lax.PrecisionLike = None,
+) -> jax.Array:
     """Functional 3-d transposed convolution layer, as ``tf.compat.v1.layers.conv3d_transpose``.
 
     {args}
@@ -243,7 +312,7 @@ def conv3d_transpose(inputs: ArrayLike, *args: Any, **kwargs: Any) -> jax.Array:
       >>> Up().init_with_output(jax.random.key(0), jnp.ones((1, 3, 3, 3, 4)))[0].shape
       (1, 6, 6, 6, 2)
     """
-    return _apply("conv3d_transpose", 3, (inputs, *args), kwargs)
+    return _apply("conv3d_transpose", 3, locals())
 
 
 for _function, _cls in (
@@ -251,6 +320,7 @@ for _function, _cls in (
     (conv2d_transpose, "Conv2DTranspose"),
     (conv3d_transpose, "Conv3DTranspose"),
 ):
-    _function.__signature__ = SIGNATURE  # type: ignore[attr-defined]
     _function.__doc__ = _docstrings.fill(_function.__doc__, "args", _ARGS_DOC.format(cls=_cls))
-    _config.document(_function, "arguments", "Args", SIGNATURE, _OTHER_ARGS)
+    _config.document(
+        _function, "arguments", "Args", inspect.signature(_function).parameters, _OTHER_ARGS
+    )

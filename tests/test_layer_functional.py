@@ -285,18 +285,19 @@ FLOATING = r"a floating-point dtype \(float16, bfloat16, float32 or float64\)"
         (
             lambda x: layers.conv2d_transpose(x, 3),
             TypeError,
-            r"conv2d_transpose: missing a required argument: 'kernel_size'\.",
+            # Python's own messages, now that the signature is written out.
+            r"conv2d_transpose\(\) missing 1 required positional argument: 'kernel_size'",
         ),
         (
             lambda x: layers.conv2d_transpose(x, 3, 3, strides_=2),
             TypeError,
-            r"conv2d_transpose: got an unexpected keyword argument 'strides_'\.",
+            r"conv2d_transpose\(\) got an unexpected keyword argument 'strides_'",
         ),
         (
             # TensorFlow's order: the arguments after `reuse` are keyword-only.
             lambda x: layers.conv2d_transpose(x, 3, 3, 1, "valid", *[None] * 14),
             TypeError,
-            r"conv2d_transpose: too many positional arguments\.",
+            r"conv2d_transpose\(\) takes from 3 to 18 positional arguments but 19 were given",
         ),
     ],
     ids=["padding", "dtype", "param_dtype", "precision", "missing", "unknown", "positional"],

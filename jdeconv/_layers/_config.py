@@ -7,42 +7,45 @@ type as users spell it, a line of documentation and the checker that turns a
 user's value into its canonical form. Everything else follows from the fields:
 
 - the linen modules inherit them as their dataclass fields;
-- :func:`parameters` gives the NNX constructor's and the functional API's
-  signatures, and :func:`bind` binds a call to them;
+- the NNX constructor and the functional layers write them out as their
+  parameters, in source (so that type checkers and IDEs see them), and
+  ``tests/test_layer_arguments.py`` checks that each signature is this
+  declaration: names, order, kinds, defaults and annotations;
 - :func:`document` writes their documentation;
-- :func:`resolve` checks a layer's values into a :class:`LayerConfig`.
+- :func:`resolve` checks a layer's values into a :class:`LayerConfig`, whose
+  typed fields hold the canonical values.
 
-Adding an argument is one field here, plus the code that uses it.
+Adding an argument is one field here, the parameter in each written
+signature (the test names the ones that lack it), and the code that uses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import textwrap
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from jdeconv import _checks, _docstrings, _shapes, constraints, initializers, regularizers
 from jdeconv._layers import _activations
 from jdeconv._lowerings import check_method
+from jdeconv._types import (
+    ActivationLike,
+    ConstraintLike,
+    InitializerLike,
+    IntOrSequence,
+    RegularizerLike,
+)
 
 #: The linen collection (and the meaning of the NNX variable type) that holds
 #: the variables of a layer built with ``trainable=False``.
 FROZEN_COLLECTION = "frozen_params"
-
-# The types of the arguments as users spell them; :func:`resolve` turns each
-# into a canonical value (a tuple of ints, a callable, a NumPy dtype, ...).
-IntOrSequence = int | Sequence[int]
-ActivationLike = str | Callable[[jax.Array], jax.Array] | None
-InitializerLike = str | Callable[..., jax.Array] | None
-RegularizerLike = str | Callable[[jax.Array], jax.Array] | None
-ConstraintLike = str | Callable[[jax.Array], jax.Array] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,27 +347,43 @@ def _check_relations(function: str, values: Mapping[str, Any], given: Mapping[st
 class LayerConfig:
     """A layer's arguments, checked: each in the canonical form its checker returns.
 
-    Read an argument as an attribute: ``config.strides`` is a tuple with one
-    int per spatial dimension, ``config.padding`` is ``"SAME"`` or
-    ``"VALID"``, ``config.activation`` a callable or ``None``, the
-    initializers, regularizers and constraints callables, the dtypes NumPy
-    dtypes.
+    One field per argument of :class:`LayerArguments`, of the same name and
+    in the same order (a test checks it), typed as the checker returns it.
 
     Attributes:
       function: the public name the arguments were given to, for errors.
       num_spatial: the number of spatial dimensions.
-      arguments: the canonical values, keyed by argument name.
     """
 
     function: str
     num_spatial: int
-    arguments: Mapping[str, Any]
+    filters: int
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str  # "SAME" or "VALID"
+    data_format: str  # "channels_last" or "channels_first"
+    activation: _activations.Activation | None
+    use_bias: bool
+    kernel_initializer: initializers.Initializer
+    bias_initializer: initializers.Initializer
+    kernel_regularizer: regularizers.Regularizer | None
+    bias_regularizer: regularizers.Regularizer | None
+    activity_regularizer: regularizers.Regularizer | None
+    kernel_constraint: constraints.Constraint | None
+    bias_constraint: constraints.Constraint | None
+    trainable: bool
+    output_padding: tuple[int, ...] | None
+    dilation_rate: tuple[int, ...]
+    groups: int
+    method: str | None
+    dtype: np.dtype | None
+    param_dtype: np.dtype
+    precision: Any
 
-    def __getattr__(self, name: str) -> Any:
-        arguments = self.__dict__.get("arguments", {})
-        if name in arguments:
-            return arguments[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The canonical values, keyed by argument name, in declaration order."""
+        return {field.name: getattr(self, field.name) for field in FIELDS}
 
     @property
     def channels_last(self) -> bool:
@@ -469,7 +488,7 @@ def resolve(function: str, num_spatial: int, given: Mapping[str, Any]) -> LayerC
         checking = _Checking(function, field.name, num_spatial, types.MappingProxyType(checked))
         checked[field.name] = field.metadata["check"](checking, value)
     _check_relations(function, checked, given)
-    return LayerConfig(function, num_spatial, types.MappingProxyType(checked))
+    return LayerConfig(function, num_spatial, **checked)
 
 
 def values_of(layer: Any) -> dict[str, Any]:
@@ -478,63 +497,31 @@ def values_of(layer: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
-# Signatures and documentation of the front ends that take the arguments as
-# parameters (the NNX constructor, the functional layers).
+# The front ends that take the arguments as parameters (the NNX constructor,
+# the functional layers): their values, and their documentation.
 
 
-def parameters(*, tf1_positional: bool | None = None, keyword_only: bool = False) -> list:
-    """The arguments as ``inspect.Parameter``s, in declaration order.
-
-    Args:
-      tf1_positional: ``True`` or ``False`` keeps only the arguments that
-        ``tf.compat.v1.layers`` takes by position, or only the others.
-      keyword_only: make them keyword-only.
-    """
-    kind = (
-        inspect.Parameter.KEYWORD_ONLY if keyword_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
-    )
-    return [
-        inspect.Parameter(
-            field.name,
-            kind,
-            default=inspect.Parameter.empty
-            if field.default is dataclasses.MISSING
-            else field.default,
-            annotation=field.type,
-        )
-        for field in FIELDS
-        if tf1_positional is None or field.metadata["tf1_positional"] == tf1_positional
-    ]
-
-
-def bind(
-    function: str, signature: inspect.Signature, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Binds a call to ``signature``, defaults applied; a TypeError names ``function``."""
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as error:
-        raise TypeError(f"{function}: {error}.") from None
-    bound.apply_defaults()
-    return dict(bound.arguments)
+def arguments_of(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The layer arguments among a call's parameters (``locals()`` of a front end)."""
+    return {field.name: namespace[field.name] for field in FIELDS}
 
 
 def document(
     obj: Any,
     placeholder: str,
     section: str,
-    signature: inspect.Signature,
+    names: Iterable[str],
     others: Mapping[str, str],
 ) -> None:
     """Replaces the line ``{placeholder}`` of ``obj.__doc__`` with a section.
 
-    The section (``Args:`` or ``Attributes:``) documents every parameter of
-    ``signature`` in its order: the layer arguments from their declaration,
-    the others from ``others``.
+    The section (``Args:`` or ``Attributes:``) documents every parameter in
+    ``names``, in that order (``self`` left out): the layer arguments from
+    their declaration, the others from ``others``.
     """
     docs = {field.name: field.metadata["doc"] for field in FIELDS} | dict(others)
     lines = [f"{section}:"]
-    for name in signature.parameters:
+    for name in names:
         if name == "self":
             continue
         lines += textwrap.wrap(

@@ -6,7 +6,6 @@ inherited: the declaration is the modules' dataclass fields.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -183,11 +182,8 @@ class Conv3DTranspose(_ConvTranspose):
     num_spatial: ClassVar[int] = 3
 
 
-#: The fields as a signature, for the documentation.
-FIELDS_SIGNATURE = inspect.Signature(_config.parameters())
-
 for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
-    _config.document(_cls, "fields", "Attributes", FIELDS_SIGNATURE, {})
+    _config.document(_cls, "fields", "Attributes", (f.name for f in _config.FIELDS), {})
     _cls.__doc__ = _docstrings.fill(_cls.__doc__, "notes", _NOTES)
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 from jdeconv import _checks, _docstrings
 from jdeconv._layers import _compute, _config, _flax_internals, _penalties
+from jdeconv._types import (
+    ActivationLike,
+    ConstraintLike,
+    InitializerLike,
+    IntOrSequence,
+    RegularizerLike,
+)
 
 
 class FrozenParam(nnx.Variable):
@@ -63,28 +71,42 @@ def _sow(module: nnx.Module, name: str, value: jax.Array, replace: bool) -> None
         module.sow(RegularizationLoss, name, value)
 
 
-#: The constructor's signature: ``in_features``, the layer arguments, ``rngs``.
-SIGNATURE = inspect.Signature(
-    [
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("in_features", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="int"),
-        *_config.parameters(),
-        inspect.Parameter("rngs", inspect.Parameter.KEYWORD_ONLY, annotation="nnx.Rngs"),
-    ]
-)
-
-
 class _ConvTranspose(nnx.Module):
     """Shared constructor and body of the 1-, 2- and 3-d NNX layers."""
 
     num_spatial: ClassVar[int]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        filters: int,
+        kernel_size: IntOrSequence,
+        strides: IntOrSequence = 1,
+        padding: str = "valid",
+        data_format: str | None = "channels_last",
+        activation: ActivationLike = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerLike = None,
+        bias_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+        activity_regularizer: RegularizerLike = None,
+        kernel_constraint: ConstraintLike = None,
+        bias_constraint: ConstraintLike = None,
+        trainable: bool = True,
+        output_padding: IntOrSequence | None = None,
+        dilation_rate: IntOrSequence = 1,
+        groups: int = 1,
+        method: str | None = None,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        precision: jax.lax.PrecisionLike = None,
+        *,
+        rngs: nnx.Rngs,
+    ) -> None:
         function = type(self).__name__
-        values = _config.bind(function, SIGNATURE, (self, *args), kwargs)
-        rngs: nnx.Rngs = values.pop("rngs")
-        in_features = _checks.positive_integer(function, "in_features", values.pop("in_features"))
-        config = _config.resolve(function, self.num_spatial, values)
+        in_features = _checks.positive_integer(function, "in_features", in_features)
+        config = _config.resolve(function, self.num_spatial, _config.arguments_of(locals()))
         self.config = config
         self.in_features = config.check_in_channels(in_features, "in_features")
         variable_type: type[nnx.Variable] = nnx.Param if config.trainable else FrozenParam
@@ -100,8 +122,6 @@ class _ConvTranspose(nnx.Module):
             )
         else:
             self.bias = nnx.data(None)
-
-    __init__.__signature__ = SIGNATURE  # type: ignore[attr-defined]
 
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Applies the layer.
@@ -211,6 +231,8 @@ class Conv3DTranspose(_ConvTranspose):
 
 for _cls in (Conv1DTranspose, Conv2DTranspose, Conv3DTranspose):
     _cls.__doc__ = _docstrings.fill(_cls.__doc__, "args", _ARGS_DOC.format(name=_cls.__name__))
-    _config.document(_cls, "arguments", "Args", SIGNATURE, _OTHER_ARGS)
+    _config.document(
+        _cls, "arguments", "Args", inspect.signature(_cls.__init__).parameters, _OTHER_ARGS
+    )
 
 NNX_LAYERS = (_ConvTranspose,)

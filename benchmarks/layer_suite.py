@@ -152,6 +152,7 @@ LAYERS = (
     Layer("dcgan_g4", "DCGAN generator (64 base filters)", 16, (16, 16), 256, 128, 5, 2, "SAME"),
     Layer("dcgan_pt", "DCGAN generator (PyTorch style)", 32, (16, 16), 128, 64, 4, 2,
           ((1, 1), (1, 1))),
+    Layer("dcgan_rgb", "DCGAN generator, image layer", 16, (32, 32), 64, 3, 5, 2, "SAME"),
     Layer("unet_up", "U-Net decoder", 8, (32, 32), 128, 64, 2, 2, "VALID"),
     Layer("vae_dec", "VAE decoder", 32, (16, 16), 64, 32, 3, 2, "SAME"),
     Layer("stride1_k3", "decoder layer at stride 1", 16, (32, 32), 128, 64, 3, 1, "SAME"),

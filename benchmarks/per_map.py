@@ -3,7 +3,8 @@
 `method="auto"` chooses a lowering per map (`T` the transposed convolution,
 `F` its input gradient, `K` its kernel gradient). This diagnostic binds each
 map's primitive alone (`jdeconv._primitives`, private) for every method,
-interleaved in one process in a rotating order, medians of `--rounds`, and
+interleaved in one process in a seeded random order per round, medians of
+`--rounds`, and
 writes a markdown
 table (`per_map.md` beside this file, or `--out`). The lhs-dilated lowering's
 slow maps stop after three rounds.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 from pathlib import Path
@@ -72,9 +74,13 @@ def time_layer(layer: Layer, rounds: int) -> dict[tuple[str, str], float]:
             calls[name, method] = (f, operands[name])
     times: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
     keys = list(calls)
+    order = random.Random(0)
     for round_ in range(rounds):
-        # A rotating order: a call right after the same program runs warm.
-        for key in keys[round_ % len(keys) :] + keys[: round_ % len(keys)]:
+        # A fresh order each round (seeded): a call right after one with the
+        # same operands finds them in cache, so no method may always come
+        # first for its map.
+        order.shuffle(keys)
+        for key in keys:
             f, args = calls[key]
             if round_ >= 3 and key[1] == "lhs_dilation":
                 peers = [statistics.median(t) for k, t in times.items() if k[0] == key[0]]

@@ -23,6 +23,7 @@ import math
 import cases
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 import numpy as np
 import pytest
 import reference
@@ -31,7 +32,7 @@ from jax.test_util import check_grads
 
 import jdeconv
 from jdeconv import _lowerings, _primitives, _shapes
-from jdeconv._lowerings import _lhs_dilation, _phase, auto_choice
+from jdeconv._lowerings import _lhs_dilation, _phase, _release_tuning, auto_choice
 
 FAST_METHODS = [m for m in jdeconv.METHODS if m != "lhs_dilation"]
 MAPS = ("transpose_conv", "forward_conv", "kernel_grad")
@@ -194,23 +195,29 @@ NCHW = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), chann
 GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), groups=64))
 
 
+# The rules that won on jaxlib 0.10.2 only (see _release_tuning): there, T of
+# U-Net's k = s layer and of an image layer is the lhs-dilated convolution,
+# and F of a layer with many channels is in phase space.
+LHS_T = "lhs_dilation" if _release_tuning.LHS_DILATED_TRANSPOSE.active() else "phase"
+MANY_F = "phase_matmul" if _release_tuning.MANY_CHANNEL_INPUT_GRADIENT.active() else "phase"
+
+
 @pytest.mark.parametrize(
     "geometry, in_channels, out_channels, expected",
     [
         # (T, F, K) on CPU; see the policy in jdeconv/_lowerings/__init__.py.
-        (DCGAN, 256, 128, ("phase", "phase_matmul", "phase")),
-        # K: the backprop-filter convolution wherever the phase-wise matmuls
-        # would pad the input (k > s here), so that an Inf in the gradient
-        # gives no NaN the definition lacks.
+        (DCGAN, 256, 128, ("phase", MANY_F, "phase")),
+        # K: the backprop-filter convolution where the phase-wise matmuls
+        # would pad the input (k > s here), but for large kernels (FCN).
         (DCGAN, 64, 16, ("phase", "phase", "phase")),
-        (UNET, 128, 64, ("lhs_dilation", "phase_matmul", "phase_matmul")),
-        (FCN, 21, 21, ("phase", "phase_matmul", "phase")),
+        (UNET, 128, 64, (LHS_T, "phase_matmul", "phase_matmul")),
+        (FCN, 21, 21, ("phase", "phase_matmul", "phase_matmul")),
         (AUDIO, 128, 64, ("phase", "phase", "phase")),
         (VOLUME, 64, 32, ("phase", "phase", "phase")),
         (NCHW, 64, 32, ("phase", "phase", "phase")),
         (GROUPED, 64, 64, ("phase", "phase", "phase_matmul")),
-        # T: the lhs-dilated convolution for an image layer (<= 4 channels).
-        (DCGAN, 64, 3, ("lhs_dilation", "phase", "phase")),
+        # T: an image layer (<= 4 channels).
+        (DCGAN, 64, 3, (LHS_T, "phase", "phase")),
         (DCGAN, 64, 8, ("phase", "phase", "phase")),
     ],
     ids=[
@@ -221,6 +228,16 @@ GROUPED = _geometry(_case((16, 16), (4, 4), (2, 2), (1, 1), "SAME", (32, 32), gr
 def test_auto_policy_on_cpu(geometry, in_channels, out_channels, expected):
     chosen = tuple(auto_choice(geometry, m, in_channels, out_channels, "cpu") for m in MAPS)
     assert chosen == expected
+
+
+@pytest.mark.parametrize(
+    "rule", [_release_tuning.LHS_DILATED_TRANSPOSE, _release_tuning.MANY_CHANNEL_INPUT_GRADIENT]
+)
+def test_release_rules_name_measured_releases(rule):
+    """A release-specific rule applies only on releases the policy was measured on."""
+    assert rule.jaxlib_versions
+    assert set(rule.jaxlib_versions) <= set(_release_tuning.MEASURED_RELEASES)
+    assert rule.active() == (jaxlib.version.__version__ in rule.jaxlib_versions)
 
 
 @pytest.mark.parametrize("platform", ["cuda", "rocm", "tpu"])

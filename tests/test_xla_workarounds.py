@@ -36,7 +36,8 @@ from jax import lax
 
 import jdeconv
 from jdeconv._lowerings import _xla_workarounds
-from jdeconv._lowerings._xla_workarounds import CPU_CONVOLUTION_PATH, XLA_BUGS
+from jdeconv._lowerings._release_tuning import CPU_CONVOLUTION_PATH
+from jdeconv._lowerings._xla_workarounds import XLA_BUGS
 
 
 def test_every_bug_has_a_reproducer():

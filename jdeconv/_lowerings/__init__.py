@@ -43,32 +43,32 @@ for several, gets each platform's choice:
 * CPU, ``T``: the sub-pixel forward (``"phase"``; ``"phase_matmul"`` has the
   same one), which does no work on the inserted zeros that XLA:CPU's
   lhs-dilated convolution loops over (3-D layers measured 100x faster, 2-D
-  ones up to 2x). Except 2-D ungrouped layers whose taps do not overlap
-  (``k == s``, U-Net's ``k = s = 2``): there the lhs-dilated convolution
-  writes the output directly and measured faster than a matmul followed by
-  depth-to-space; and 2-D ungrouped layers with at most 4 output channels
-  and a stride above 1 (a generator's RGB or grayscale layer), where it
-  measured 2x to 7x faster than the sub-pixel parts, whose convolutions have
-  1 to 4 output features each (with 6 channels the two forms were on par,
-  with 8 the sub-pixel form was 1.8x faster). At stride 1 both forms are one
-  convolution, and the sub-pixel one keeps an Inf in the kernel exact.
+  ones up to 3x), and keeps an Inf or NaN of the kernel exact. On jaxlib
+  0.10.2 only, 2-D ungrouped layers whose taps do not overlap (``k == s``)
+  or with at most 4 output channels at a stride above 1 take the
+  lhs-dilated convolution (:data:`._release_tuning.LHS_DILATED_TRANSPOSE`).
 * CPU, ``F``: the phase-space form (``"phase_matmul"``) for 2-D channels-last
   layers without groups whose parts are each one matmul and an overlap-add
-  (few input channels or one lag: U-Net, FCN) or whose channels are many
-  (``C_in * C_out >= 256 * 128``: DCGAN, where XLA:CPU's strided convolution
-  ran slower). The strided convolution (``"phase"``) elsewhere: smaller 2-D
-  layers, 1-D and 3-D, channels-first and grouped layers, where it measured
-  faster, and operands on a mesh: one contraction over the output channels,
-  so that a split of them costs one all-reduce rather than one per phase
-  part.
-* CPU, ``K``: for layers without groups, the backprop-filter convolution
-  (``"phase"``) for 2-D layers whose kernel is larger than the stride and
-  that have at least 64 output channels or are channels-first (DCGAN-like
-  layers), and wherever the phase-wise matmuls would pad the input (their
-  zeros would meet an Inf or NaN of the gradient, giving NaN where the
-  definition has no product); the phase-wise matmuls (``"phase_matmul"``)
-  elsewhere (``k <= s`` with aligned blocks: one matmul) and for grouped
-  layers.
+  (few input channels or one lag: U-Net, FCN), and on jaxlib 0.10.2 also
+  where the channels are many
+  (:data:`._release_tuning.MANY_CHANNEL_INPUT_GRADIENT`: DCGAN). The strided
+  convolution (``"phase"``) elsewhere: other 2-D layers, 1-D and 3-D,
+  channels-first and grouped layers, and operands on a mesh: one
+  contraction over the output channels, so that a split of them costs one
+  all-reduce rather than one per phase part.
+* CPU, ``K``: the phase-wise matmuls (``"phase_matmul"``), each tap once,
+  where they do not pad the input (``k <= s`` with aligned blocks: one
+  matmul), for 2-D kernels of at least 128 taps (FCN's heads) and for
+  grouped layers; the backprop-filter convolution (``"phase"``) for other
+  ungrouped layers, where it measured faster. Where the matmuls pad the
+  input and the gradient holds an Inf or NaN, the convolution computes it
+  (decided at run time, see :func:`._phase.kernel_grad_matmul`).
+
+Every rule above but the two named for jaxlib 0.10.2 won on both releases
+measured, 0.10.2 and 0.12.1 (``benchmarks/per_map.md``,
+``benchmarks/releases/jaxlib-0.12.1/per_map.md``); the release-specific ones
+live in :mod:`._release_tuning`. ``method="autotune"`` measures on the
+user's machine instead.
 
 A geometry that a lowering does not support (an output that no input
 position reaches) falls back along ``Lowering.fallback``. The measurements
@@ -78,7 +78,10 @@ behind these rules are in ``benchmarks/README.md`` and
 
 from __future__ import annotations
 
-from jdeconv._lowerings import _lhs_dilation, _phase
+import functools
+import math
+
+from jdeconv._lowerings import _lhs_dilation, _phase, _release_tuning
 from jdeconv._lowerings._interface import BilinearMap, ConvConfig, Lowering
 from jdeconv._shapes import ConvTransposeGeometry
 
@@ -196,9 +199,9 @@ def get_default_method() -> str:
     return _default_method
 
 
-#: Up to this many output channels, ``auto``'s CPU forward pass of a 2-D
-#: layer is the lhs-dilated convolution (see the module doc).
-_FEW_OUTPUT_CHANNELS = 4
+#: Kernel taps at or above which a 2-D layer's kernel gradient takes the
+#: phase-wise matmuls even where they pad the input.
+_LARGE_KERNEL_TAPS = 128
 
 
 def resolve(name: str, geometry: ConvTransposeGeometry) -> Lowering:
@@ -234,49 +237,61 @@ def auto_choice(
     if platform != "cpu":
         name = "phase" if partitioned and geometry.groups > 1 else "lhs_dilation"
     elif bilinear_map == "transpose_conv":
-        # Without overlapping taps (k = s), XLA:CPU's lhs-dilated 2-D
-        # convolution writes the output directly, and measured faster than a
-        # matmul followed by depth-to-space; so it did with at most
-        # _FEW_OUTPUT_CHANNELS outputs (a generator's image layer), where
-        # the sub-pixel parts' convolutions have almost no output features.
+        # Where the kernel holds an Inf or NaN, "phase" keeps it exact (see
+        # _phase.transpose_conv); the lhs-dilated convolution only on the
+        # releases where it measured faster.
         plain_2d = geometry.num_spatial == 2 and geometry.groups == 1
         disjoint = all(
             k == s and d == 1
             for k, s, d in zip(geometry.kernel_size, geometry.strides, geometry.dilations)
         )
-        # At stride 1 both forms are one convolution, and "phase" keeps an Inf
-        # in the kernel exact (see _phase.transpose_conv).
-        few_outputs = out_channels <= _FEW_OUTPUT_CHANNELS and max(geometry.strides) > 1
-        name = "lhs_dilation" if plain_2d and (disjoint or few_outputs) else "phase"
+        few_outputs = (
+            out_channels <= _release_tuning.FEW_OUTPUT_CHANNELS and max(geometry.strides) > 1
+        )
+        lhs_dilated = (
+            _release_tuning.LHS_DILATED_TRANSPOSE.active()
+            and plain_2d
+            and (disjoint or few_outputs)
+        )
+        name = "lhs_dilation" if lhs_dilated else "phase"
     elif bilinear_map == "forward_conv":
         # The phase-space form where each part is one matmul and an
-        # overlap-add, or where the channels are many (the stride-2
-        # convolution of large 2-D layers ran slower); the strided
-        # convolution elsewhere.
+        # overlap-add (U-Net, FCN), or, on the releases where it measured
+        # faster, where the channels are many (DCGAN); the strided convolution
+        # elsewhere.
+        many_channels = (
+            _release_tuning.MANY_CHANNEL_INPUT_GRADIENT.active()
+            and in_channels * out_channels >= _release_tuning.MANY_CHANNELS
+        )
         phase_space = (
             geometry.num_spatial == 2
             and geometry.channels_last
             and geometry.groups == 1
             and not partitioned
             and (
-                in_channels * out_channels >= 256 * 128
+                many_channels
                 or _phase.input_gradient_is_matmuls(geometry, in_channels, out_channels)
             )
         )
         name = "phase_matmul" if phase_space else "phase"
     else:
-        conv_wins = (
+        # The phase-wise matmuls compute each tap once. Where they would pad
+        # the input, the backprop-filter convolution measured faster, except
+        # for large 2-D kernels (FCN's k16 and k64 heads: the convolution
+        # 1.3x to 2.6x slower on both releases measured; a k8 s4 head, 64
+        # taps, was 1.5x slower on 0.12.1 but 1.1x to 1.2x faster on 0.10.2,
+        # so it stays a convolution); grouped layers take the matmuls
+        # everywhere.
+        large_kernel = (
             geometry.num_spatial == 2
-            and (out_channels >= 64 or not geometry.channels_last)
-            and all(k_eff > s for k_eff, s in zip(geometry.effective_kernel_size, geometry.strides))
+            and math.prod(geometry.effective_kernel_size) >= _LARGE_KERNEL_TAPS
         )
-        # The phase-wise matmuls multiply padded input with the gradient where
-        # a lag's shift reaches past the input: an Inf in the gradient would
-        # give NaN where the definition has no product. The backprop-filter
-        # convolution has no such product.
-        exact_on_gradient = not _phase.kernel_grad_matmul_pads_input(geometry)
-        ungrouped_conv = geometry.groups == 1 and (conv_wins or not exact_on_gradient)
-        name = "phase" if ungrouped_conv else "phase_matmul"
+        matmuls = (
+            geometry.groups > 1
+            or large_kernel
+            or not _phase.kernel_grad_matmul_pads_input(geometry)
+        )
+        name = "phase_matmul" if matmuls else "phase"
     return resolve(name, geometry).name
 
 
@@ -317,8 +332,11 @@ def bilinear_map(
       out_channels: ``C_out``, the output's channel count.
       partitioned: whether the operands may be split over several devices.
     """
-    if method == "auto":
-        name = auto_choice(geometry, bilinear_map, in_channels, out_channels, platform, partitioned)
-    else:
-        name = resolve(method, geometry).name
+    if method != "auto":
+        return getattr(resolve(method, geometry), bilinear_map)
+    name = auto_choice(geometry, bilinear_map, in_channels, out_channels, platform, partitioned)
+    if platform == "cpu" and bilinear_map == "transpose_conv" and name == "lhs_dilation":
+        # auto's CPU forward keeps an Inf or NaN of the kernel exact, in
+        # whichever form it takes (the lhs-dilated one multiplies zeros).
+        return functools.partial(_phase.exact_where_kernel_non_finite, _lhs_dilation.transpose_conv)
     return getattr(_LOWERINGS[name], bilinear_map)

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdeconv._lowerings import _cpu_convolutions
-from jdeconv._lowerings._interface import ConvConfig
+from jdeconv._lowerings._interface import BilinearMap, ConvConfig
 from jdeconv._shapes import ConvTransposeGeometry
 
 
@@ -409,17 +409,28 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
 
     The convolutions pad the input with zeros, and a kernel tap that is Inf
     or NaN makes NaN where it meets one, at positions the definition leaves
-    finite (or infinite). So where the kernel holds a non-finite value (one
-    reduction over the kernel decides, at run time), the same parts are
-    computed by :func:`transpose_conv_overlap_add` instead, which multiplies
-    no added zero: the value is then non-finite exactly where the
-    definition says. Grouped layers have one form only.
+    finite (or infinite). So where the kernel holds a non-finite value, the
+    same parts are computed by :func:`transpose_conv_overlap_add` instead
+    (see :func:`exact_where_kernel_non_finite`). Grouped layers have one
+    form only.
+    """
+    return exact_where_kernel_non_finite(_transpose_conv_by_convolutions, x, w, config)
+
+
+def exact_where_kernel_non_finite(
+    transpose_conv: BilinearMap, x: jax.Array, w: jax.Array, config: ConvConfig
+) -> jax.Array:
+    """``transpose_conv(x, w)``, or :func:`transpose_conv_overlap_add` where ``w`` is not finite.
+
+    One reduction over the kernel decides, at run time. The overlap-add
+    multiplies no added zero, so its value is non-finite exactly where the
+    definition says. Grouped layers get ``transpose_conv`` alone.
     """
     if config.geometry.groups > 1:
-        return _transpose_conv_by_convolutions(x, w, config)
+        return transpose_conv(x, w, config)
     return lax.cond(
         jnp.all(jnp.isfinite(w)),
-        lambda x, w: _transpose_conv_by_convolutions(x, w, config),
+        lambda x, w: transpose_conv(x, w, config),
         lambda x, w: transpose_conv_overlap_add(x, w, config),
         x,
         w,
@@ -542,6 +553,26 @@ def kernel_grad_conv(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Arra
 
 
 def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
+    """The kernel gradient as phase-wise correlations (:func:`_kernel_grad_by_matmuls`).
+
+    Where the matmuls pad the input (:func:`kernel_grad_matmul_pads_input`),
+    its zeros would meet an Inf or NaN of the gradient and give NaN where the
+    definition has no product; so where the gradient holds one (one
+    reduction over it decides, at run time), :func:`kernel_grad_conv`
+    computes it instead, which has no such product.
+    """
+    if not kernel_grad_matmul_pads_input(config.geometry):
+        return _kernel_grad_by_matmuls(x, g, config)
+    return lax.cond(
+        jnp.all(jnp.isfinite(g)),
+        lambda x, g: _kernel_grad_by_matmuls(x, g, config),
+        lambda x, g: kernel_grad_conv(x, g, config),
+        x,
+        g,
+    )
+
+
+def _kernel_grad_by_matmuls(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
     """The kernel gradient as phase-wise correlations: one matmul per lag.
 
     For each part and each lag ``q`` of its phase kernel, the input shifted by

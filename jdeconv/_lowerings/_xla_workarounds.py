@@ -10,7 +10,7 @@ no compiled jdeconv program contains the pattern.
 
 The same function steers stride-1 convolutions on CPU away from XLA:CPU's
 YNNPACK path, which jaxlib 0.10.2 runs on one thread
-(:data:`CPU_CONVOLUTION_PATH`).
+(:data:`jdeconv._lowerings._release_tuning.CPU_CONVOLUTION_PATH`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import jaxlib.version
 from jax import lax
+
+from jdeconv._lowerings import _release_tuning
 
 Pairs = Sequence[tuple[int, int]]
 
@@ -108,55 +110,6 @@ XLA_BUGS: tuple[XlaBug, ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class CpuConvolutionPath:
-    """Why and when jdeconv keeps a convolution off XLA:CPU's YNNPACK path.
-
-    XLA:CPU (jaxlib 0.10.1 and 0.10.2) hands a 2-D, float32 or float64
-    convolution without input dilation to YNNPACK when its output is no
-    larger than its input in every spatial axis and it has more than 16 input
-    or output features. In jaxlib 0.10.2, with few input or output features,
-    YNNPACK ran the suite's convolutions on about one core: a stride-1 3x3
-    convolution of a ``(16, 32, 32, 128)`` input to 64 channels took the same
-    24 ms on one core as on two, against 14 ms for XLA's Eigen convolution,
-    which uses every core (1.6x to 1.7x on four other shapes with at most 64
-    input or 128 output features, and 1.3x on the DCGAN tutorial's 7x7 layer,
-    256 to 128 features). With at
-    least 128 input and 256 output features, YNNPACK was as fast as Eigen or
-    faster. A convolution whose output is one row longer than its input goes
-    to Eigen. So on CPU, a stride-1 convolution that YNNPACK would take, with
-    at most ``max_in_features`` input or ``max_out_features`` output
-    features, is computed with as many more output rows as that needs along
-    its longest output axis, and sliced back, where those rows add at most
-    ``1 / min_rows`` of its work. Only with the jaxlib releases in
-    ``jaxlib_versions``: jaxlib 0.10.1's YNNPACK ran the same convolution on
-    both cores in 12 ms (the extra row would cost it 16 ms), and 0.10.0 runs
-    no convolution through YNNPACK. A new release needs measuring again.
-
-    Attributes:
-      min_rows: output rows per extra row, at least.
-      max_in_features: convolutions with at most this many input features
-        are steered to Eigen.
-      max_out_features: so are those with at most this many output features.
-      features: YNNPACK takes only convolutions with more features than this.
-      jaxlib_versions: the jaxlib releases whose YNNPACK was measured slow.
-    """
-
-    min_rows: int = 7
-    max_in_features: int = 64
-    max_out_features: int = 128
-    features: int = 16
-    jaxlib_versions: tuple[str, ...] = ("0.10.2",)
-
-    def active(self) -> bool:
-        """Whether the installed jaxlib is one this rule was measured for."""
-        return jaxlib.version.__version__ in self.jaxlib_versions
-
-
-#: The rule :func:`conv_general_dilated` applies on CPU.
-CPU_CONVOLUTION_PATH = CpuConvolutionPath()
-
-
 def _rows_past_ynnpack(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -174,7 +127,7 @@ def _rows_past_ynnpack(
     None where YNNPACK would not take the convolution anyway, or where the
     rows needed would add more than ``1 / min_rows`` of its work.
     """
-    rule = CPU_CONVOLUTION_PATH
+    rule = _release_tuning.CPU_CONVOLUTION_PATH
     lhs_spec, rhs_spec, _ = dimension_numbers
     floats = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
     features = (lhs.shape[lhs_spec[1]], rhs.shape[rhs_spec[0]])
@@ -224,7 +177,7 @@ def conv_general_dilated(
 
     Same arguments and result, with ``padding`` as ``(low, high)`` pairs that
     may be negative (a crop of the padded, dilated input), and the platform
-    compiled for (on ``"cpu"``, see :data:`CPU_CONVOLUTION_PATH`). A negative entry
+    compiled for (on ``"cpu"``, see :data:`._release_tuning.CPU_CONVOLUTION_PATH`). A negative entry
     is applied as a slice of ``lhs``: with dilation ``s`` and padding
     ``(low, high)``, input element ``j`` sits at ``j * s + low`` of the padded
     signal, so the elements that land inside it are kept and the padding is
@@ -257,7 +210,7 @@ def conv_general_dilated(
         lhs_dilation = (1,) * n
         convolve = functools.partial(convolve, lhs_dilation=lhs_dilation)
     past = None
-    if platform == "cpu" and CPU_CONVOLUTION_PATH.active():
+    if platform == "cpu" and _release_tuning.CPU_CONVOLUTION_PATH.active():
         past = _rows_past_ynnpack(
             lhs,
             rhs,

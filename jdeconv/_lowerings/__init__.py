@@ -335,8 +335,15 @@ def bilinear_map(
     if method != "auto":
         return getattr(resolve(method, geometry), bilinear_map)
     name = auto_choice(geometry, bilinear_map, in_channels, out_channels, platform, partitioned)
-    if platform == "cpu" and bilinear_map == "transpose_conv" and name == "lhs_dilation":
+    if (
+        platform == "cpu"
+        and bilinear_map == "transpose_conv"
+        and name == "lhs_dilation"
+        and _phase.supports(geometry)
+    ):
         # auto's CPU forward keeps an Inf or NaN of the kernel exact, in
-        # whichever form it takes (the lhs-dilated one multiplies zeros).
+        # whichever form it takes (the lhs-dilated one multiplies zeros);
+        # not where the sub-pixel forms cannot compute the geometry (an
+        # output no input reaches: the fallback's zeros hold no product).
         return functools.partial(_phase.exact_where_kernel_non_finite, _lhs_dilation.transpose_conv)
     return getattr(_LOWERINGS[name], bilinear_map)

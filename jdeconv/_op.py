@@ -258,7 +258,7 @@ def conv3d_transpose(
 
 
 class Operands(NamedTuple):
-    """The op's checked array arguments and options, ready for :func:`apply`."""
+    """The op's checked array arguments and options, ready for :func:`transpose`."""
 
     x: jax.Array
     w: jax.Array
@@ -280,27 +280,36 @@ class Operands(NamedTuple):
     def out_channels(self) -> int:
         return self.w.shape[-2] * self.groups
 
-    def geometry(
-        self,
-        function: str,
-        *,
-        output_size: Sequence[int],
-        strides: tuple[int, ...],
-        dilations: tuple[int, ...],
-        padding: str | tuple[tuple[int, int], ...],
-    ) -> _shapes.ConvTransposeGeometry:
-        """The geometry of these operands with the given window (checked)."""
-        return _shapes.make_geometry(
-            function,
-            input_size=self.input_size,
-            kernel_size=self.kernel_size,
-            output_size=output_size,
-            strides=strides,
-            dilations=dilations,
-            padding=padding,
-            channels_last=self.channels_last,
-            groups=self.groups,
-        )
+
+def transpose(
+    function: str,
+    operands: Operands,
+    *,
+    output_size: Sequence[int],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    padding: str | tuple[tuple[int, int], ...],
+) -> jax.Array:
+    """``T`` of checked operands with the given window: its geometry (checked), then the op."""
+    geometry = _shapes.make_geometry(
+        function,
+        input_size=operands.input_size,
+        kernel_size=operands.kernel_size,
+        output_size=output_size,
+        strides=strides,
+        dilations=dilations,
+        padding=padding,
+        channels_last=operands.channels_last,
+        groups=operands.groups,
+    )
+    return _primitives.apply(
+        operands.x,
+        operands.w,
+        geometry,
+        method=operands.method,
+        precision=operands.precision,
+        preferred_element_type=operands.preferred_element_type,
+    )
 
 
 def check_operands(
@@ -413,69 +422,31 @@ def _conv_transpose(
     name = _checks.optional_name(function, "name", name)
     num_spatial = operands.x.ndim - 2
     channels_last = operands.channels_last
-    geometry = operands.geometry(
+    output_size = _shapes.normalize_output_shape(
         function,
-        output_size=_shapes.normalize_output_shape(
-            function,
-            _static_output_shape(function, output_shape),
-            num_spatial,
-            channels_last,
-            batch_size=operands.x.shape[0],
-            out_channels=operands.out_channels,
-        ),
-        strides=_shapes.normalize_window_argument(
-            function, "strides", strides, num_spatial, channels_last
-        ),
-        dilations=_shapes.normalize_window_argument(
-            function, "dilations", dilations, num_spatial, channels_last
-        ),
-        padding=_shapes.normalize_padding(function, padding, num_spatial, channels_last),
+        _static_output_shape(function, output_shape),
+        num_spatial,
+        channels_last,
+        batch_size=operands.x.shape[0],
+        out_channels=operands.out_channels,
     )
+    window_strides = _shapes.normalize_window_argument(
+        function, "strides", strides, num_spatial, channels_last
+    )
+    window_dilations = _shapes.normalize_window_argument(
+        function, "dilations", dilations, num_spatial, channels_last
+    )
+    forward_padding = _shapes.normalize_padding(function, padding, num_spatial, channels_last)
     scope = jax.named_scope(name) if name else contextlib.nullcontext()
     with scope:
-        return apply_operands(operands, geometry)
-
-
-def apply_operands(operands: Operands, geometry: _shapes.ConvTransposeGeometry) -> jax.Array:
-    """:func:`apply` with the arrays and options of checked :class:`Operands`."""
-    return apply(
-        operands.x,
-        operands.w,
-        geometry,
-        method=operands.method,
-        precision=operands.precision,
-        preferred_element_type=operands.preferred_element_type,
-    )
-
-
-def apply(
-    x: jax.Array,
-    w: jax.Array,
-    geometry: _shapes.ConvTransposeGeometry,
-    *,
-    method: str | None = None,
-    precision: Any = None,
-    preferred_element_type: Any = None,
-) -> jax.Array:
-    """``T(x, w)`` for checked arguments: the entry every front end calls.
-
-    Args:
-      x: the input, floating point, in the geometry's layout.
-      w: the filters ``[*kernel_size, C_out / groups, C_in]``, of ``x``'s dtype.
-      geometry: the checked geometry (:func:`jdeconv._shapes.make_geometry`).
-      method: ``None`` (the default method), ``"auto"``, ``"autotune"`` or one of
-        :data:`METHODS`, checked.
-      precision: a precision in the form :func:`jdeconv._checks.precision` returns.
-      preferred_element_type: ``None`` or a floating NumPy dtype.
-    """
-    return _primitives.apply(
-        x,
-        w,
-        geometry,
-        method=method,
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-    )
+        return transpose(
+            function,
+            operands,
+            output_size=output_size,
+            strides=window_strides,
+            dilations=window_dilations,
+            padding=forward_padding,
+        )
 
 
 def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:

@@ -167,23 +167,14 @@ def _explicit_output_spec(
         return math.prod(mesh.shape[name] for name in names)
 
     spec = full_spec(x)
-    for axis, size in zip(_spatial_axes(geometry), geometry.output_size):
+    for axis, size in zip(geometry.spatial_axes, geometry.output_size):
         if spec[axis] is not None and size % device_count(spec[axis]):
             spec[axis] = None
-    spec[_channel_axis(geometry)] = full_spec(w)[n] if geometry.groups == 1 else None
+    spec[geometry.channel_axis] = full_spec(w)[n] if geometry.groups == 1 else None
     return jax.sharding.PartitionSpec(*spec)
 
 
 # ------------------------------------------------------ shape and dtype rule
-
-
-def _channel_axis(geometry: ConvTransposeGeometry) -> int:
-    return geometry.num_spatial + 1 if geometry.channels_last else 1
-
-
-def _spatial_axes(geometry: ConvTransposeGeometry) -> range:
-    n = geometry.num_spatial
-    return range(1, n + 1) if geometry.channels_last else range(2, n + 2)
 
 
 def _activation_shape(
@@ -201,7 +192,7 @@ def _result_shape(
     geometry: ConvTransposeGeometry,
 ) -> tuple[Any, ...]:
     """``T``: ``(x, w) -> y``; ``F``: ``(g, w) -> x``; ``K``: ``(x, g) -> w`` shapes."""
-    channels = _channel_axis(geometry)
+    channels = geometry.channel_axis
     if primitive is transpose_conv_p:
         out_channels = b_shape[-2] * geometry.groups
         return _activation_shape(geometry, a_shape[0], geometry.output_size, out_channels)
@@ -350,7 +341,7 @@ def _batch_rule(primitive: Primitive) -> Callable:
             primitive, _unmapped_shape(a, a_dim), _unmapped_shape(b, b_dim), geometry
         )
         groups = geometry.groups
-        channels = _channel_axis(geometry)
+        channels = geometry.channel_axis
         kernel_out = kernel_in = geometry.num_spatial  # axes of [*k, C_out / G, C_in]
         kernel_in += 1
 
@@ -406,7 +397,7 @@ for _primitive in _MAP_NAMES:
 def _channels(primitive: Primitive, a_shape, b_shape, geometry) -> tuple[int, int]:
     """``(C_in, C_out)`` of the transposed convolution, from one map's operands."""
     if primitive is kernel_grad_p:
-        return a_shape[_channel_axis(geometry)], b_shape[_channel_axis(geometry)]
+        return a_shape[geometry.channel_axis], b_shape[geometry.channel_axis]
     return b_shape[-1], b_shape[-2] * geometry.groups
 
 

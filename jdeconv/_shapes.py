@@ -67,21 +67,20 @@ class ConvTransposeGeometry:
         return len(self.input_size)
 
     @property
+    def spatial_axes(self) -> range:
+        """The input's and output's spatial axes in their layout."""
+        n = self.num_spatial
+        return range(1, n + 1) if self.channels_last else range(2, n + 2)
+
+    @property
+    def channel_axis(self) -> int:
+        """The input's and output's feature axis in their layout."""
+        return self.num_spatial + 1 if self.channels_last else 1
+
+    @property
     def effective_kernel_size(self) -> tuple[int, ...]:
         """``(k - 1) * d + 1`` per spatial dimension."""
         return tuple(map(effective_kernel_size, self.kernel_size, self.dilations))
-
-    @property
-    def lhs_dilated_padding(self) -> tuple[tuple[int, int], ...]:
-        """Padding of the stride-dilated input for the flipped-kernel convolution.
-
-        ``(k_eff - 1 - before, k_eff - 1 - after)`` per dimension; negative
-        entries crop.
-        """
-        return tuple(
-            (k_eff - 1 - before, k_eff - 1 - after)
-            for k_eff, (before, after) in zip(self.effective_kernel_size, self.padding)
-        )
 
 
 def effective_kernel_size(kernel_size: int, dilation: int) -> int:
@@ -511,58 +510,3 @@ def _spatial_name(dim: int, num_spatial: int) -> str:
     """``"height"``, ``"width"``, ... for messages (``"spatial 3"`` beyond 3-d)."""
     names = SPATIAL_NAMES.get(num_spatial)
     return names[dim] if names else f"spatial {dim}"
-
-
-def deconv_output_length(
-    input_size: int,
-    kernel_size: int,
-    stride: int,
-    dilation: int,
-    padding: str,
-    output_padding: int | None = None,
-) -> int:
-    """The output size of a Keras transposed-convolution layer, for one dimension.
-
-    This is Keras' ``deconv_output_length`` for ``"SAME"`` and ``"VALID"``
-    padding. Without ``output_padding``, ``SAME`` gives ``I * s`` and ``VALID``
-    gives ``I * s + max(k_eff - s, 0)``. With it, the size is
-    ``(I - 1) * s + k_eff - 2 * pad + output_padding``, where ``pad`` is
-    ``k_eff // 2`` for ``SAME`` and 0 for ``VALID``. The result is not checked
-    against :func:`accepted_output_sizes`; the caller does that.
-
-    >>> deconv_output_length(4, 3, 2, 1, "SAME")
-    8
-    >>> deconv_output_length(4, 3, 2, 1, "VALID")
-    9
-    >>> deconv_output_length(4, 3, 2, 1, "SAME", output_padding=0)
-    7
-
-    Raises:
-      ValueError: if ``padding`` is neither ``"SAME"`` nor ``"VALID"``.
-    """
-    if padding not in ("SAME", "VALID"):
-        raise ValueError(
-            f"deconv_output_length: `padding` must be 'SAME' or 'VALID', got {padding!r}."
-        )
-    k_eff = effective_kernel_size(kernel_size, dilation)
-    if output_padding is None:
-        if padding == "SAME":
-            return input_size * stride
-        return input_size * stride + max(k_eff - stride, 0)
-    pad = k_eff // 2 if padding == "SAME" else 0
-    return (input_size - 1) * stride + k_eff - 2 * pad + output_padding
-
-
-def data_format_string(num_spatial: int, channels_last: bool) -> str:
-    """TensorFlow's ``data_format`` string for a layout, e.g. ``"NHWC"``.
-
-    >>> data_format_string(2, channels_last=False)
-    'NCHW'
-    >>> data_format_string(3, channels_last=True)
-    'NDHWC'
-    """
-    table = _CHANNELS_LAST_FORMATS if channels_last else _CHANNELS_FIRST_FORMATS
-    if num_spatial in table:
-        return table[num_spatial]
-    spatial = "".join(chr(ord("0") + i) for i in range(num_spatial))
-    return f"N{spatial}C" if channels_last else f"NC{spatial}"

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jdeconv import _checks, _op, _shapes, _torch_rules
+from jdeconv import _checks, _keras_rules, _op, _shapes, _torch_rules
 
 __all__ = [
     "ConvTransposeArgs",
@@ -194,14 +194,14 @@ class ConvTransposeArgs:
         operands = _op.check_operands(
             function, input, filters, self.num_spatial, data_format, groups=groups, **op_kwargs
         )
-        geometry = operands.geometry(
+        y = _op.transpose(
             function,
+            operands,
             output_size=self.output_size,
             strides=self.strides,
             dilations=self.dilations,
             padding=self.padding,
         )
-        y = _op.apply_operands(operands, geometry)
         if any(pair != (0, 0) for pair in self.output_zero_padding):
             y = jnp.pad(y, _shapes.full_pairs(self.output_zero_padding, operands.channels_last))
         return y
@@ -544,7 +544,10 @@ def _from_lax(
         )
     if isinstance(padding, str):
         # lax's defaults are Keras's output sizes.
-        sizes = _keras_sizes(input_size, kernel_size, strides, dilations, padding, None)
+        sizes = tuple(
+            _keras_rules.output_length(i, k, s, d, padding)
+            for i, k, s, d in zip(input_size, kernel_size, strides, dilations, strict=True)
+        )
         zeros = ((0, 0),) * len(sizes)
         return ConvTransposeArgs(sizes, strides, padding, dilations, zeros)
     k_eff = tuple(map(_shapes.effective_kernel_size, kernel_size, dilations))
@@ -821,22 +824,6 @@ def kernel_to_keras(filters: ArrayLike) -> Any:
     return w
 
 
-def _keras_sizes(
-    input_size: tuple[int, ...],
-    kernel_size: tuple[int, ...],
-    strides: tuple[int, ...],
-    dilations: tuple[int, ...],
-    padding: str,
-    output_padding: tuple[int, ...] | None,
-) -> tuple[int, ...]:
-    """Keras's output sizes, per dimension (see ``_shapes.deconv_output_length``)."""
-    extra: tuple[int | None, ...] = output_padding or (None,) * len(input_size)
-    return tuple(
-        _shapes.deconv_output_length(i, k, s, d, padding, op)
-        for i, k, s, d, op in zip(input_size, kernel_size, strides, dilations, extra, strict=True)
-    )
-
-
 def padding_from_keras(
     padding: str,
     input_size: Sequence[int],
@@ -871,9 +858,7 @@ def padding_from_keras(
     function = "padding_from_keras"
     input_size = _checks.sizes(function, "input_size", input_size)
     n = len(input_size)
-    if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
-        raise ValueError(f"{function}: `padding` must be 'same' or 'valid', got {padding!r}.")
-    mode = padding.upper()
+    mode = _keras_rules.padding(function, "padding", padding)
     kernel = _checks.integer_tuple(function, "kernel_size", kernel_size, n, broadcast_one=True)
     strides_ = _checks.integer_tuple(function, "strides", strides, n, broadcast_one=True)
     dilations = _checks.integer_tuple(
@@ -889,21 +874,10 @@ def padding_from_keras(
         output_pads = _checks.integer_tuple(
             function, "output_padding", output_padding, n, broadcast_one=True
         )
-        if any(not 0 <= op < s for op, s in zip(output_pads, strides_, strict=True)):
-            raise ValueError(
-                f"{function}: `output_padding` must be >= 0 and smaller than the "
-                f"stride, got output_padding {output_pads} and strides {strides_}."
-            )
-    sizes = _keras_sizes(input_size, kernel, strides_, dilations, mode, output_pads)
-    for dim, (i, k, s, d, o) in enumerate(
-        zip(input_size, kernel, strides_, dilations, sizes, strict=True)
-    ):
-        if o not in _shapes.accepted_output_sizes(i, k, s, d, mode):
-            raise ValueError(
-                f"{function}: output size {o} in spatial dimension {dim} is not one "
-                f"TensorFlow accepts for input size {i}, kernel size {k}, stride {s}, "
-                f"dilation {d} and padding {mode!r}."
-            )
+    _keras_rules.check_output_padding(function, output_pads, strides_)
+    sizes = _keras_rules.output_size(
+        function, input_size, kernel, strides_, dilations, mode, output_pads
+    )
     return ConvTransposeArgs(sizes, strides_, mode, dilations, ((0, 0),) * n)
 
 
@@ -935,13 +909,9 @@ def padding_to_keras(
     default = padding_from_keras(mode, input_size, tuple(kernel_size), args.strides, args.dilations)
     if default.output_size == args.output_size:
         return mode, None
-    zero = _keras_sizes(
-        tuple(input_size),
-        tuple(kernel_size),
-        args.strides,
-        args.dilations,
-        args.padding,
-        (0,) * args.num_spatial,
+    zero = tuple(
+        _keras_rules.output_length(i, k, s, d, args.padding, 0)
+        for i, k, s, d in zip(input_size, kernel_size, args.strides, args.dilations, strict=True)
     )
     output_pads = tuple(o - z for o, z in zip(args.output_size, zero, strict=True))
     if any(not 0 <= op < s for op, s in zip(output_pads, args.strides, strict=True)):

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike, DTypeLike
 
-from jdeconv import _checks, _op, _shapes, _torch_rules, convert
+from jdeconv import _checks, _primitives, _shapes, _torch_rules, convert
 from jdeconv._lowerings import check_method
 
 __all__ = [
@@ -103,8 +103,7 @@ def _conv_transpose(
     )
     _torch_rules.check_shapes(function, batched_shape, w.shape, groups)
     for argument, array in (("input", x), ("weight", w)):
-        if not jnp.issubdtype(array.dtype, jnp.floating):
-            raise TypeError(f"{function}: `{argument}` must be floating point, got {array.dtype}.")
+        _checks.floating_array(function, argument, array)
     b = None
     if bias is not None:
         b = _checks.array(function, "bias", bias)
@@ -138,12 +137,13 @@ def _conv_transpose(
         groups=groups,
     )
     dtype = jnp.result_type(x, w)
-    y = _op.apply(
+    y = _primitives.apply(
         (x[None] if unbatched else x).astype(dtype),
         convert.kernel_from_torch(w).astype(dtype),
         geometry,
         method=method,
         precision=precision,
+        preferred_element_type=None,
     )
     if any(pair != (0, 0) for pair in zeros):
         y = jnp.pad(y, _shapes.full_pairs(zeros, channels_last=False))

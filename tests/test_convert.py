@@ -483,14 +483,15 @@ ERRORS = {
     "keras output padding": (
         lambda: convert.padding_from_keras("same", (4,), 3, strides=2, output_padding=2),
         ValueError,
-        "padding_from_keras: `output_padding` must be >= 0 and smaller than the stride, got "
-        "output_padding (2,) and strides (2,).",
+        "padding_from_keras: every `output_padding` must be >= 0 and smaller than its stride, "
+        "got output_padding=(2,) and strides=(2,).",
     ),
     "keras output size": (
         lambda: convert.padding_from_keras("same", (4,), 4, strides=2, output_padding=0),
         ValueError,
-        "padding_from_keras: output size 6 in spatial dimension 0 is not one TensorFlow "
-        "accepts for input size 4, kernel size 4, stride 2, dilation 1 and padding 'SAME'.",
+        "padding_from_keras: output_padding=(0,) gives output size 6 in spatial dimension 0, "
+        "which a 'SAME' transposed convolution cannot produce from input size 4 with kernel "
+        "size 4, stride 2 and dilation 1: the accepted sizes are [7, 8].",
     ),
     "keras padding": (
         lambda: convert.padding_from_keras("full", (4,), 3),

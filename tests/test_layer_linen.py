@@ -164,7 +164,8 @@ ERRORS = [
     (
         dict(output_padding=2, strides=2),
         ValueError,
-        r"every `output_padding` must be smaller than its stride, got output_padding=\(2, 2\) "
+        r"every `output_padding` must be >= 0 and smaller than its stride, got "
+        r"output_padding=\(2, 2\) "
         r"and strides=\(2, 2\)\.",
     ),
     (
@@ -227,7 +228,7 @@ def test_argument_errors_come_before_any_lowering(monkeypatch):
     def op_must_not_run(*args, **kwargs):
         raise AssertionError("the op ran")
 
-    monkeypatch.setattr(jdeconv._op, "apply", op_must_not_run)
+    monkeypatch.setattr(jdeconv._primitives, "apply", op_must_not_run)
     x = jnp.ones((1, 4, 4, 2))
     for kwargs in (dict(dtype=jnp.int32), dict(param_dtype=jnp.int8), dict(precision="fast")):
         with pytest.raises((TypeError, ValueError), match=r"^Conv2DTranspose: `"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jdeconv import _shapes
+from jdeconv._lowerings import _lhs_dilation
 
 
 def tf_forward_output_size(o, k, s, d, padding):
@@ -107,5 +108,5 @@ def test_geometry_paddings():
         channels_last=True,
     )
     assert geometry.padding == ((0, 1),)
-    assert geometry.lhs_dilated_padding == ((2, 1),)
+    assert _lhs_dilation.lhs_dilated_padding(geometry) == ((2, 1),)
     assert geometry.effective_kernel_size == (3,)

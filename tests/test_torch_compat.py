@@ -363,7 +363,8 @@ def test_errors_of_kind():
         (
             dict(input=x.astype(np.int32)),
             TypeError,
-            r"`input` must be floating point, got int32\.",
+            r"`input` must have a floating-point dtype \(float16, bfloat16, float32 or "
+            r"float64\), got int32\.",
         ),
         (dict(input="x"), TypeError, r"`input` must be an array, got str 'x'\."),
         (

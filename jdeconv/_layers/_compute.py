@@ -3,7 +3,7 @@
 The linen modules, the NNX modules and the functional layers differ only in
 where they keep ``kernel`` and ``bias``; given those, each checks its input
 with :func:`check_inputs` and computes its output with :func:`layer_output`:
-one geometry, then the op's private entry :func:`jdeconv._op.apply`.
+one geometry, then the primitive (:func:`jdeconv._primitives.apply`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jdeconv import _checks, _op
+from jdeconv import _checks, _primitives
 from jdeconv._layers._config import LayerConfig
 
 
@@ -53,12 +53,13 @@ def layer_output(
             f"floating-point dtype, got {dtype} from "
             f"{', '.join(str(a.dtype) for a in arrays)}."
         )
-    outputs = _op.apply(
+    outputs = _primitives.apply(
         x.astype(dtype),
         kernel.astype(dtype),
         config.geometry(x.shape),
         method=config.method,
         precision=config.precision,
+        preferred_element_type=None,
     )
     if bias is not None:
         bias = bias.astype(dtype)

@@ -32,7 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from jdeconv import _checks, _docstrings, _shapes, constraints, initializers, regularizers
+from jdeconv import (
+    _checks,
+    _docstrings,
+    _keras_rules,
+    _shapes,
+    constraints,
+    initializers,
+    regularizers,
+)
 from jdeconv._layers import _activations
 from jdeconv._lowerings import check_method
 from jdeconv._types import (
@@ -98,9 +106,7 @@ def _optional_per_dimension(minimum: int) -> Checker:
 
 def _padding(c: _Checking, value: Any) -> str:
     """``"SAME"`` or ``"VALID"``, from Keras' lower case (any case)."""
-    if not isinstance(value, str) or value.lower() not in ("same", "valid"):
-        raise ValueError(f"{c.function}: `{c.argument}` must be 'same' or 'valid', got {value!r}.")
-    return value.upper()
+    return _keras_rules.padding(c.function, c.argument, value)
 
 
 def _data_format(c: _Checking, value: Any) -> str:
@@ -323,14 +329,7 @@ FIELDS: tuple[dataclasses.Field, ...] = dataclasses.fields(LayerArguments)
 
 def _check_relations(function: str, values: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """The rules that involve more than one argument."""
-    output_padding, strides = values["output_padding"], values["strides"]
-    if output_padding is not None and any(
-        p >= s for p, s in zip(output_padding, strides, strict=True)
-    ):
-        raise ValueError(
-            f"{function}: every `output_padding` must be smaller than its stride, "
-            f"got output_padding={output_padding} and strides={strides}."
-        )
+    _keras_rules.check_output_padding(function, values["output_padding"], values["strides"])
     if values["filters"] % values["groups"]:
         raise ValueError(
             f"{function}: `filters` ({values['filters']}) must be divisible by "
@@ -428,30 +427,15 @@ class LayerConfig:
 
     def output_size(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """The spatial output size, Keras' ``deconv_output_length`` per dimension."""
-        sizes = []
-        output_padding = self.output_padding or (None,) * self.num_spatial
-        for dim, (i, k, s, d, extra) in enumerate(
-            zip(
-                input_size,
-                self.kernel_size,
-                self.strides,
-                self.dilation_rate,
-                output_padding,
-                strict=True,
-            )
-        ):
-            size = _shapes.deconv_output_length(i, k, s, d, self.padding, extra)
-            accepted = _shapes.accepted_output_sizes(i, k, s, d, self.padding)
-            if size not in accepted:
-                raise ValueError(
-                    f"{self.function}: output_padding={self.output_padding} gives output "
-                    f"size {size} in spatial dimension {dim}, which a "
-                    f"{self.padding!r} transposed convolution cannot produce from input "
-                    f"size {i} with kernel size {k}, stride {s} and dilation {d}: the "
-                    f"accepted sizes are [{accepted.start}, {accepted.stop - 1}]."
-                )
-            sizes.append(size)
-        return tuple(sizes)
+        return _keras_rules.output_size(
+            self.function,
+            input_size,
+            self.kernel_size,
+            self.strides,
+            self.dilation_rate,
+            self.padding,
+            self.output_padding,
+        )
 
     def geometry(self, input_shape: Sequence[int]) -> _shapes.ConvTransposeGeometry:
         """The op's geometry for an input of this shape, at Keras' output size."""

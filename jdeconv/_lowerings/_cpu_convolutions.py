@@ -42,16 +42,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdeconv._lowerings import _xla_workarounds
+from jdeconv._lowerings._arrays import pad_axes
 from jdeconv._lowerings._interface import ConvConfig
 
 Pairs = Sequence[tuple[int, int]]
-
-
-def _pad_spatial(a: jax.Array, axes: Sequence[int], padding: Pairs) -> jax.Array:
-    config = [(0, 0, 0)] * a.ndim
-    for axis, (low, high) in zip(axes, padding):
-        config[axis] = (low, high, 0)
-    return lax.pad(a, jnp.zeros((), a.dtype), config)
 
 
 def _output_size(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -133,7 +127,7 @@ def conv(
             platform=config.platform,
         )
     lead = n - 2
-    lhs = _pad_spatial(lhs, range(1, lead + 1), padding[:lead])
+    lhs = pad_axes(lhs, range(1, lead + 1), padding[:lead])
     windows, sizes = _lead_taps(lhs, rhs.shape[:lead], strides[:lead], dilations[:lead])
     batch, channels = lhs.shape[0], lhs.shape[-1]
     per_group = channels // groups
@@ -192,7 +186,7 @@ def filter_grad(
     split = config.partitioned
     if n > 2 and not split:
         lead = n - 2
-        g = _pad_spatial(g, range(1, lead + 1), padding[:lead])
+        g = pad_axes(g, range(1, lead + 1), padding[:lead])
         windows, _ = _lead_taps(g, kernel_size[:lead], strides[:lead], dilations[:lead])
         # Each window matches x's leading axes: fold them into the batch, which
         # the 2-D kernel gradient contracts over; stack the taps with channels.
@@ -258,7 +252,7 @@ def _grouped_conv_matmul(
     depthwise one (one input channel per group) becomes multiply-adds.
     """
     n = lhs.ndim - 2
-    lhs = _pad_spatial(lhs, range(1, n + 1), padding)
+    lhs = pad_axes(lhs, range(1, n + 1), padding)
     windows, sizes = _lead_taps(lhs, rhs.shape[:n], strides, dilations)
     batch, channels = lhs.shape[0], lhs.shape[-1]
     patches = [w.reshape(batch, *sizes, groups, channels // groups) for w in windows]

@@ -23,6 +23,18 @@ from jdeconv._lowerings._interface import ConvConfig
 from jdeconv._shapes import ConvTransposeGeometry
 
 
+def lhs_dilated_padding(geometry: ConvTransposeGeometry) -> tuple[tuple[int, int], ...]:
+    """Padding of the stride-dilated input for the flipped-kernel convolution.
+
+    ``(k_eff - 1 - before, k_eff - 1 - after)`` per dimension; negative
+    entries crop.
+    """
+    return tuple(
+        (k_eff - 1 - before, k_eff - 1 - after)
+        for k_eff, (before, after) in zip(geometry.effective_kernel_size, geometry.padding)
+    )
+
+
 def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
     geometry = config.geometry
     n = geometry.num_spatial
@@ -32,7 +44,7 @@ def transpose_conv(x: jax.Array, w: jax.Array, config: ConvConfig) -> jax.Array:
         x,
         kernel,
         window_strides=(1,) * n,
-        padding=geometry.lhs_dilated_padding,
+        padding=lhs_dilated_padding(geometry),
         lhs_dilation=geometry.strides,
         rhs_dilation=geometry.dilations,
         dimension_numbers=_dimension_numbers(

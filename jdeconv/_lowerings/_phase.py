@@ -48,6 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jdeconv._lowerings import _cpu_convolutions
+from jdeconv._lowerings._arrays import channels_last, pad_axes
 from jdeconv._lowerings._interface import BilinearMap, ConvConfig
 from jdeconv._shapes import ConvTransposeGeometry
 
@@ -206,9 +207,7 @@ def _phase_taps(w: jax.Array, dim: int, axis: _Axis, phase: int, lags: int) -> j
         shape[dim] = lags
         return jnp.zeros(shape, w.dtype)
     taps = lax.slice_in_dim(w, t0, t0 + (count - 1) * phases + 1, phases, axis=dim)
-    config = [(0, 0, 0)] * w.ndim
-    config[dim] = (q0, lags - q0 - (count - 1) * step - 1, step - 1)
-    return lax.pad(taps, jnp.zeros((), w.dtype), config)
+    return pad_axes(taps, [dim], [(q0, lags - q0 - (count - 1) * step - 1, step - 1)])
 
 
 def _part_kernel(w: jax.Array, axes: tuple[_Axis, ...], block: tuple[_Part, ...]) -> jax.Array:
@@ -257,15 +256,6 @@ def _phase_kernel_adjoint(wp: jax.Array, axes: tuple[_Axis, ...]) -> jax.Array:
     return lax.slice(wp, [0] * wp.ndim, limit, strides)
 
 
-def _spatial_axes(geometry: ConvTransposeGeometry) -> range:
-    n = geometry.num_spatial
-    return range(1, n + 1) if geometry.channels_last else range(2, n + 2)
-
-
-def _channels_last(a: jax.Array, geometry: ConvTransposeGeometry) -> jax.Array:
-    return a if geometry.channels_last else jnp.moveaxis(a, 1, -1)
-
-
 def _phase_pad_config(axis: _Axis, phase: int) -> tuple[int, int, int]:
     """``lax.pad`` from one phase's blocks to the output axis: the phase's positions."""
     low = axis.offset + phase * axis.common
@@ -291,10 +281,8 @@ def _interleave(
         piece = piece.reshape(*piece.shape[: n + 1], channels)
         if not geometry.channels_last:
             piece = jnp.moveaxis(piece, -1, 1)
-        config = [(0, 0, 0)] * piece.ndim
-        for a, axis, r in zip(_spatial_axes(geometry), axes, phase):
-            config[a] = _phase_pad_config(axis, r)
-        pieces.append(lax.pad(piece, jnp.zeros((), piece.dtype), config))
+        pads = [_phase_pad_config(axis, r) for axis, r in zip(axes, phase)]
+        pieces.append(pad_axes(piece, geometry.spatial_axes, pads))
     return sum(pieces[1:], start=pieces[0])
 
 
@@ -302,12 +290,12 @@ def _unpad_spatial(
     g: jax.Array, geometry: ConvTransposeGeometry, pads: list[tuple[int, int, int]]
 ) -> jax.Array:
     """Adjoint of ``lax.pad`` with ``(low, high, interior)`` on the spatial axes."""
-    config = [(0, 0, 0)] * g.ndim
     strides = [1] * g.ndim
-    for a, (low, high, interior) in zip(_spatial_axes(geometry), pads):
-        config[a] = (-low, interior - high, 0)
+    for a, (_, _, interior) in zip(geometry.spatial_axes, pads):
         strides[a] = interior + 1
-    g = lax.pad(g, jnp.zeros((), g.dtype), config)
+    g = pad_axes(
+        g, geometry.spatial_axes, [(-low, interior - high) for low, high, interior in pads]
+    )
     if any(stride > 1 for stride in strides):
         g = lax.slice(g, [0] * g.ndim, g.shape, strides)
     return g
@@ -321,7 +309,7 @@ def _deinterleave(
     pieces = []
     for phase in itertools.product(*(range(axis.phases) for axis in axes)):
         pads = [_phase_pad_config(axis, r) for axis, r in zip(axes, phase)]
-        piece = _channels_last(_unpad_spatial(g, geometry, pads), geometry)
+        piece = channels_last(_unpad_spatial(g, geometry, pads), geometry)
         pieces.append(piece.reshape(*piece.shape[:-1], geometry.groups, -1))
     out = jnp.stack(pieces, axis=n + 2)  # (N, *blocks, G, phase, C_out / G)
     return out.reshape(*out.shape[: n + 2], *(axis.phases for axis in axes), out.shape[-1])
@@ -346,10 +334,7 @@ def _depth_to_space(
     else:
         z = z.transpose(0, n + 1, 2 * n + 2, *interleaved)
         z = z.reshape(batch, groups * per_group, *sizes)
-    config = [(0, 0, 0)] * z.ndim
-    for a, axis in zip(_spatial_axes(geometry), axes):
-        config[a] = axis.pad_config
-    return lax.pad(z, jnp.zeros((), z.dtype), config)
+    return pad_axes(z, geometry.spatial_axes, [axis.pad_config for axis in axes])
 
 
 def _space_to_depth(
@@ -428,12 +413,24 @@ def exact_where_kernel_non_finite(
     """
     if config.geometry.groups > 1:
         return transpose_conv(x, w, config)
+    return _unless_non_finite(w, transpose_conv, transpose_conv_overlap_add, x, w, config)
+
+
+def _unless_non_finite(
+    checked: jax.Array,
+    fast: BilinearMap,
+    exact: BilinearMap,
+    a: jax.Array,
+    b: jax.Array,
+    config: ConvConfig,
+) -> jax.Array:
+    """``fast(a, b)`` where ``checked`` is all finite, else ``exact(a, b)`` (a run-time cond)."""
     return lax.cond(
-        jnp.all(jnp.isfinite(w)),
-        lambda x, w: transpose_conv(x, w, config),
-        lambda x, w: transpose_conv_overlap_add(x, w, config),
-        x,
-        w,
+        jnp.all(jnp.isfinite(checked)),
+        lambda a, b: fast(a, b, config),
+        lambda a, b: exact(a, b, config),
+        a,
+        b,
     )
 
 
@@ -442,7 +439,7 @@ def _transpose_conv_by_convolutions(x: jax.Array, w: jax.Array, config: ConvConf
     geometry = config.geometry
     n, groups = geometry.num_spatial, geometry.groups
     axes = _plan(geometry)
-    x = _channels_last(x, geometry)
+    x = channels_last(x, geometry)
     per_group, in_channels = w.shape[-2:]
     dtype = config.preferred_element_type or x.dtype
 
@@ -489,7 +486,7 @@ def transpose_conv_overlap_add(x: jax.Array, w: jax.Array, config: ConvConfig) -
         return _transpose_conv_by_convolutions(x, w, config)
     n = geometry.num_spatial
     axes = _plan(geometry)
-    x = _channels_last(x, geometry)
+    x = channels_last(x, geometry)
     per_group, in_channels = w.shape[-2:]
     dtype = config.preferred_element_type or x.dtype
 
@@ -510,11 +507,9 @@ def transpose_conv_overlap_add(x: jax.Array, w: jax.Array, config: ConvConfig) -
                 precision=config.precision,
                 preferred_element_type=config.preferred_element_type,
             )  # (N, *I, phases * C_out)
-            pad = [(0, 0, 0)] * contribution.ndim
-            for a, (axis, p) in enumerate(zip(axes, block)):
-                low = lag[a] * axis.conv_dilation - p.first
-                pad[1 + a] = (low, axis.blocks - axis.input_size - low, 0)
-            contributions.append(lax.pad(contribution, jnp.zeros((), contribution.dtype), pad))
+            lows = [q * axis.conv_dilation - p.first for q, axis, p in zip(lag, axes, block)]
+            pads = [(low, axis.blocks - axis.input_size - low) for low, axis in zip(lows, axes)]
+            contributions.append(pad_axes(contribution, range(1, n + 1), pads))
         z = sum(contributions[1:], start=contributions[0])
         return z.reshape(*z.shape[:-1], 1, *phases, per_group)
 
@@ -526,7 +521,7 @@ def forward_conv_strided(g: jax.Array, w: jax.Array, config: ConvConfig) -> jax.
     """The input gradient: the forward strided convolution, as one 2-D convolution."""
     geometry = config.geometry
     out = _cpu_convolutions.conv(
-        _channels_last(g, geometry),
+        channels_last(g, geometry),
         w,
         strides=geometry.strides,
         padding=geometry.padding,
@@ -541,8 +536,8 @@ def kernel_grad_conv(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Arra
     """The kernel gradient as TensorFlow's backprop-filter convolution."""
     geometry = config.geometry
     return _cpu_convolutions.filter_grad(
-        _channels_last(g, geometry),
-        _channels_last(x, geometry),
+        channels_last(g, geometry),
+        channels_last(x, geometry),
         geometry.kernel_size,
         strides=geometry.strides,
         padding=geometry.padding,
@@ -563,13 +558,7 @@ def kernel_grad_matmul(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Ar
     """
     if not kernel_grad_matmul_pads_input(config.geometry):
         return _kernel_grad_by_matmuls(x, g, config)
-    return lax.cond(
-        jnp.all(jnp.isfinite(g)),
-        lambda x, g: _kernel_grad_by_matmuls(x, g, config),
-        lambda x, g: kernel_grad_conv(x, g, config),
-        x,
-        g,
-    )
+    return _unless_non_finite(g, _kernel_grad_by_matmuls, kernel_grad_conv, x, g, config)
 
 
 def _kernel_grad_by_matmuls(x: jax.Array, g: jax.Array, config: ConvConfig) -> jax.Array:
@@ -586,7 +575,7 @@ def _kernel_grad_by_matmuls(x: jax.Array, g: jax.Array, config: ConvConfig) -> j
     axes = _plan(geometry)
     # (N, *blocks, G, *phases, C_out / G)
     gz = _space_to_depth(g, geometry, axes, config.partitioned)
-    x = _channels_last(x, geometry)
+    x = channels_last(x, geometry)
     x = x.reshape(*x.shape[:-1], groups, -1)  # (N, *I, G, C_in / G)
     per_group, in_per_group = gz.shape[-1], x.shape[-1]
     dtype = config.preferred_element_type or jnp.promote_types(x.dtype, g.dtype)
@@ -596,10 +585,7 @@ def _kernel_grad_by_matmuls(x: jax.Array, g: jax.Array, config: ConvConfig) -> j
         """The input shifted by ``lag``, aligned with the blocks (computed once per shift)."""
         padding = tuple(_lag_window_padding(*args) for args in zip(axes, block, lag))
         if padding not in windows:
-            config = [(0, 0, 0)] * x.ndim
-            for a, (low, high) in enumerate(padding):
-                config[1 + a] = (low, high, 0)
-            windows[padding] = lax.pad(x, jnp.zeros((), x.dtype), config)
+            windows[padding] = pad_axes(x, range(1, n + 1), padding)
         return windows[padding]
 
     def correlate(shifted: jax.Array, g_part: jax.Array) -> jax.Array:
@@ -627,10 +613,7 @@ def _kernel_grad_by_matmuls(x: jax.Array, g: jax.Array, config: ConvConfig) -> j
         ]
         shape = (*counts, groups, in_per_group, *phases, per_group)
         piece = jnp.stack(lags).reshape(shape) if lags else jnp.zeros(shape, dtype)
-        pad = [(0, 0, 0)] * piece.ndim
-        for a, (axis, c) in enumerate(zip(axes, counts)):
-            pad[a] = (0, axis.lags - c, 0)
-        return lax.pad(piece, jnp.zeros((), piece.dtype), pad)
+        return pad_axes(piece, range(n), [(0, axis.lags - c) for axis, c in zip(axes, counts)])
 
     # [*lags, G, C_in / G, *phases, C_out / G]
     dwp = _assemble(part, axes, n + 2, output_order=False)
@@ -733,11 +716,9 @@ def _correlate_overlap_add(
     contributions = []
     for lag in itertools.product(*map(range, counts)):
         contribution = every_lag[(slice(None),) * (n + 1) + lag]
-        pad = [(0, 0, 0)] * contribution.ndim
-        for a, (axis, p) in enumerate(zip(axes, block)):
-            low = p.first - lag[a] * axis.conv_dilation
-            pad[1 + a] = (low, axis.input_size - axis.blocks - low, 0)
-        contributions.append(lax.pad(contribution, jnp.zeros((), contribution.dtype), pad))
+        lows = [p.first - q * axis.conv_dilation for q, axis, p in zip(lag, axes, block)]
+        pads = [(low, axis.input_size - axis.blocks - low) for low, axis in zip(lows, axes)]
+        contributions.append(pad_axes(contribution, range(1, n + 1), pads))
     return sum(contributions[1:], start=contributions[0])
 
 

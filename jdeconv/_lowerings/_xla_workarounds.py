@@ -27,6 +27,7 @@ import jaxlib.version
 from jax import lax
 
 from jdeconv._lowerings import _release_tuning
+from jdeconv._lowerings._arrays import pad_axes
 
 Pairs = Sequence[tuple[int, int]]
 
@@ -259,10 +260,8 @@ def _dilate(
     lhs: jax.Array, lhs_dilation: Sequence[int], dimension_numbers: lax.ConvDimensionNumbers
 ) -> jax.Array:
     """``lhs`` with ``lhs_dilation - 1`` zeros between its elements, along each spatial axis."""
-    config = [(0, 0, 0)] * lhs.ndim
-    for axis, dilation in zip(dimension_numbers.lhs_spec[2:], lhs_dilation):
-        config[axis] = (0, 0, dilation - 1)
-    return lax.pad(lhs, jnp.zeros((), lhs.dtype), config)
+    pads = [(0, 0, dilation - 1) for dilation in lhs_dilation]
+    return pad_axes(lhs, dimension_numbers.lhs_spec[2:], pads)
 
 
 def _crop_for_negative_padding(

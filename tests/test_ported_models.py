@@ -46,3 +46,17 @@ TF_FORMATS = ["tf.train.Checkpoint", ".weights.h5", ".keras", "tf_keras .h5"]
 def test_tf_dcgan(tf, tmp_path, width):
     lines = script("tf_dcgan").main(width=width, directory=tmp_path)
     check(lines, TF_FORMATS, ["generator", "discriminator"])
+
+
+@pytest.mark.parametrize(
+    "width", [pytest.param(16, id="small"), pytest.param(1, id="full", marks=pytest.mark.slow)]
+)
+def test_tf_pix2pix(tf, tmp_path, width):
+    lines = script("tf_pix2pix").main(width=width, directory=tmp_path)
+    check(lines, TF_FORMATS, ["generator"])
+
+
+def test_tf_cvae(tf, tmp_path):
+    """The tutorial's own sizes."""
+    lines = script("tf_cvae").main(directory=tmp_path)
+    check(lines, TF_FORMATS, ["decoder"])

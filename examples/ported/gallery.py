@@ -210,8 +210,41 @@ def torch_tree(values: Mapping[str, Any], target: Any) -> dict:
     return jdeconv.io.load_torch_state_dict(values, target, strict=False)["params"]
 
 
-def assert_close(actual: Any, expected: Any, what: str) -> None:
-    """Equal to float32 rounding, leaf by leaf; the message names the leaf."""
+def check_step(
+    optimizer: optax.GradientTransformation,
+    learning_rate: float,
+    before: Any,
+    flax_grads: Any,
+    flax_after: Any,
+    source_grads: Any,
+    source_after: Any,
+) -> None:
+    """Checks one training step: gradients, Adam's update, weights and statistics after.
+
+    The gradients must agree to float32 rounding, and Adam applied to the
+    source's gradients must give the source's weights to float32 rounding. The
+    weights after the JAX step must then agree to a tenth of the learning rate:
+    a first Adam step moves each weight by about ``learning_rate * sign(g)``,
+    so an entry whose gradient is near zero (a sum that cancels) takes a step
+    that its gradient's rounding decides. Moving statistics agree to rounding.
+    """
+    assert_close(flax_grads, source_grads, "gradient")
+    step, _ = optimizer.update(source_grads, optimizer.init(before["params"]), before["params"])
+    assert_close(
+        optax.apply_updates(before["params"], step),
+        source_after["params"],
+        "Adam on the source's gradients",
+    )
+    assert_close(flax_after["params"], source_after["params"], "after Adam", 0.1 * learning_rate)
+    if "batch_stats" in source_after:
+        assert_close(flax_after["batch_stats"], source_after["batch_stats"], "statistics")
+
+
+def assert_close(actual: Any, expected: Any, what: str, atol: float | None = None) -> None:
+    """Equal to float32 rounding, leaf by leaf; the message names the leaf.
+
+    ``atol``, where given, replaces the absolute tolerance.
+    """
     actual_leaves = jax.tree_util.tree_leaves_with_path(actual)
     expected_leaves = jax.tree_util.tree_leaves_with_path(expected)
     assert [p for p, _ in actual_leaves] == [p for p, _ in expected_leaves], what
@@ -221,6 +254,8 @@ def assert_close(actual: Any, expected: Any, what: str) -> None:
             np.asarray(a, np.float64),
             e,
             rtol=RTOL,
-            atol=ATOL * max(float(np.max(np.abs(e), initial=0.0)), 1e-3),
+            atol=atol
+            if atol is not None
+            else ATOL * max(float(np.max(np.abs(e), initial=0)), 1e-3),
             err_msg=f"{what} {jax.tree_util.keystr(path)}",
         )

@@ -60,3 +60,20 @@ def test_tf_cvae(tf, tmp_path):
     """The tutorial's own sizes."""
     lines = script("tf_cvae").main(directory=tmp_path)
     check(lines, TF_FORMATS, ["decoder"])
+
+
+TORCH_FORMATS = [".pt", ".safetensors", "state_dict"]
+
+
+@pytest.mark.parametrize(
+    "width", [pytest.param(16, id="small"), pytest.param(1, id="full", marks=pytest.mark.slow)]
+)
+def test_torch_dcgan(torch, tmp_path, width):
+    lines = script("torch_dcgan").main(width=width, directory=tmp_path)
+    check(lines, TORCH_FORMATS, ["generator"])
+
+
+def test_torch_melgan(torch, tmp_path):
+    """weight_norm folded into the weights before saving."""
+    lines = script("torch_melgan").main(directory=tmp_path)
+    check(lines, TORCH_FORMATS, ["generator"])

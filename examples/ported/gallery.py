@@ -229,9 +229,14 @@ def check_step(
     that its gradient's rounding decides. Moving statistics agree to rounding.
     """
     assert_close(flax_grads, source_grads, "gradient")
-    step, _ = optimizer.update(source_grads, optimizer.init(before["params"]), before["params"])
+
+    @jax.jit  # One compilation, not one per operation and leaf.
+    def apply_adam(params: Any, grads: Any) -> Any:
+        step, _ = optimizer.update(grads, optimizer.init(params), params)
+        return optax.apply_updates(params, step)
+
     assert_close(
-        optax.apply_updates(before["params"], step),
+        apply_adam(before["params"], source_grads),
         source_after["params"],
         "Adam on the source's gradients",
     )

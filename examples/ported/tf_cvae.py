@@ -89,9 +89,10 @@ class Decoder(nn.Module):
         return jdeconv.Conv2DTranspose(1, 3, strides=1, padding="same")(x)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def flax_train_step(port, variables, state, optimizer, z, x):
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def flax_train_step(port, variables, optimizer, z, x):
     """The same step in JAX."""
+    state = optimizer.init(variables["params"])  # A fresh optimizer.
 
     def loss_fn(params):
         logits = port.apply({"params": params}, z)
@@ -142,9 +143,7 @@ def main(batch=8, directory=None):
     target = jdeconv.io.abstract_variables(Decoder(), z)
     variables = gallery.keras_variables(decoder, target)
     adam = gallery.keras_adam(LEARNING_RATE)
-    flax_loss, flax_grads, flax_after = flax_train_step(
-        Decoder(), variables, adam.init(variables["params"]), adam, z, x
-    )
+    flax_loss, flax_grads, flax_after = flax_train_step(Decoder(), variables, adam, z, x)
     tf_loss, tf_grads = tf_train_step(decoder, keras.optimizers.Adam(LEARNING_RATE), z, x)
     gallery.assert_close(flax_loss, tf_loss, "loss")
     gallery.check_step(

@@ -158,11 +158,12 @@ class Discriminator(nn.Module):
         return nn.Dense(1)(x.reshape(x.shape[0], -1))  # Flatten: NHWC order, as Keras.
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def flax_train_step(ports, variables, states, optimizer, images, noise):
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def flax_train_step(ports, variables, optimizer, images, noise):
     """The tutorial's step in JAX: the same losses, gradients and Adam updates."""
     generator, discriminator = ports
     gen_vars, disc_vars = variables
+    states = [optimizer.init(v["params"]) for v in variables]  # Fresh optimizers.
 
     def bce(logits, label):
         return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
@@ -255,11 +256,9 @@ def main(width=1, batch=4, directory=None):
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     optimizer = gallery.keras_adam(LEARNING_RATE)
-    states = [optimizer.init(v["params"]) for v in variables]
     flax_losses, flax_grads, flax_after = flax_train_step(
         (Generator(width), Discriminator(width, dropout_rate=0.0)),
         variables,
-        states,
         optimizer,
         images,
         noise,

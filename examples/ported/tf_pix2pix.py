@@ -191,9 +191,10 @@ class UNet(nn.Module):
         )(x)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def flax_train_step(port, variables, state, optimizer, input_image, target):
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def flax_train_step(port, variables, optimizer, input_image, target):
     """The same step in JAX: L1 loss, gradients, Adam, batch statistics."""
+    state = optimizer.init(variables["params"])  # A fresh optimizer.
 
     def loss_fn(params):
         output, updates = port.apply(
@@ -252,9 +253,7 @@ def main(width=1, batch=1, directory=None):
                 sublayer.rate = 0.0
     adam = gallery.keras_adam(ADAM["learning_rate"], beta_1=ADAM["beta_1"])
     port = UNet(width, dropout_rate=0.0)
-    flax_loss, flax_grads, flax_after = flax_train_step(
-        port, variables, adam.init(variables["params"]), adam, images, targets
-    )
+    flax_loss, flax_grads, flax_after = flax_train_step(port, variables, adam, images, targets)
     fresh = keras.optimizers.Adam(ADAM["learning_rate"], beta_1=ADAM["beta_1"])
     tf_loss, tf_grads = tf_train_step(generator, fresh, images, targets)
     gallery.assert_close(flax_loss, tf_loss, "loss")

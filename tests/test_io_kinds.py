@@ -26,17 +26,22 @@ X = np.random.default_rng(2121).standard_normal((2, 8, 8, 4)).astype(np.float32)
 
 
 def unet(keras):
-    """Two strided convolutions down, two transposed ones up, a skip added, a norm."""
+    """Two strided convolutions down, two transposed ones up, a skip added, a norm.
+
+    The layers are named (Keras numbers default names per process), and not after
+    their classes: the kinds come from the files.
+    """
     keras.utils.set_random_seed(21)
+    layers = keras.layers
     inputs = keras.Input((8, 8, 4))
-    skip = keras.layers.Conv2D(4, 3, strides=2, padding="same")(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(keras.layers.LeakyReLU()(skip))
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
-    x = keras.layers.Add()([x, skip])
-    outputs = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same")(x)
+    skip = layers.Conv2D(4, 3, strides=2, padding="same", name="down1")(inputs)
+    x = layers.Conv2D(4, 3, strides=2, padding="same", name="down2")(layers.LeakyReLU()(skip))
+    x = layers.BatchNormalization(name="norm")(x)
+    x = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up1")(x)
+    x = layers.Add()([x, skip])
+    outputs = layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up2")(x)
     model = keras.Model(inputs, outputs)
-    norm = next(layer for layer in model.layers if "batch_normalization" in layer.name)
+    norm = model.get_layer("norm")
     rng = np.random.default_rng(3)
     norm.set_weights(
         [rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2, 4)]
@@ -117,7 +122,10 @@ def test_read_lists_kinds(saved):
     assert sorted(kinds.values()) == [
         "conv", "conv", "conv_transpose", "conv_transpose", "norm",
     ]  # fmt: skip
-    assert kinds["conv2d_transpose"] == "conv_transpose"  # Keras 3's group name says.
+    assert kinds["up1"] == "conv_transpose"  # Keras 3's group path says.
+    # tf_keras's weights-only .h5 holds no classes, and these names say nothing.
+    _, kinds = io.read_keras_weights(files["tf_keras .h5 weights"], return_kinds=True)
+    assert kinds["up1"] == kinds["down1"] == "conv or conv_transpose"
     # A whole-model file's config names the classes, whatever the layers' names.
     _, kinds = io.read_keras_weights(files["tf_keras .h5 model"], return_kinds=True)
     assert sorted(kinds.values()) == ["conv", "conv", "conv_transpose", "conv_transpose", "norm"]
@@ -186,12 +194,12 @@ def test_truly_ambiguous_still_errors(saved):
     with pytest.raises(
         ValueError,
         match=r"load_keras_weights: '.*k3\.weights\.h5': matching by order is ambiguous for "
-        r"target module 'a': source layers \['conv2d', 'conv2d_transpose'\] all fit \(their "
+        r"target module 'a': source layers \['down1', 'up1'\] all fit \(their "
         r"kinds: conv, conv_transpose; the module's: conv or conv_transpose\)\. Pass `mapping`, "
-        r"e\.g\. mapping=\{'conv2d': 'a'\}",
+        r"e\.g\. mapping=\{'down1': 'a'\}",
     ):
         io.load_keras_weights(files["keras3 .weights.h5"], target)
-    mapping = {"conv2d": "a", "conv2d_1": "b", "conv2d_transpose": "c"}
+    mapping = {"down1": "a", "down2": "b", "up1": "c"}
     variables = io.load_keras_weights(files["keras3 .weights.h5"], target, mapping)
     np.testing.assert_allclose(Named().apply(variables, X), outputs["keras3"], rtol=1e-5, atol=1e-5)
 

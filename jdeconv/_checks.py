@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +40,7 @@ def integer(function: str, argument: str, value: Any) -> int:
     Raises:
       TypeError: if ``value`` is not an integer.
     """
+    value = static(function, argument, value)
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -47,6 +49,52 @@ def integer(function: str, argument: str, value: Any) -> int:
         raise TypeError(
             f"{function}: `{argument}` must hold integers, got {describe(value)}."
         ) from None
+
+
+def static(function: str, argument: str, value: Any) -> Any:
+    """``value`` with each concrete JAX array in it read into NumPy; a TypeError if traced.
+
+    A JAX array that a jitted function closes over is concrete: its values are
+    known while tracing, and NumPy reads them. Iterating or indexing it inside
+    the trace would give traced values instead, so the checkers read sizes
+    through this first. A tracer (a value computed inside ``jit``, ``vmap`` or
+    ``grad``) has no values at trace time, and shapes are static in XLA.
+
+    >>> import jax, jax.numpy as jnp
+    >>> sizes = jnp.array([15, 4])
+    >>> jax.jit(lambda: jnp.zeros(static("f", "output_shape", sizes)))().shape
+    (15, 4)
+
+    Raises:
+      TypeError: if ``value`` or an entry of a list or tuple is a tracer.
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:  # No JAX array exists.
+        return value
+    entries = value if isinstance(value, list | tuple) else (value,)
+    if isinstance(value, jax.core.Tracer) or any(
+        isinstance(entry, jax.core.Tracer) for entry in entries
+    ):
+        raise TypeError(
+            f"{function}: `{argument}` must be static, but it is a traced value "
+            f"(it was computed inside jit, vmap or grad). Pass Python ints, e.g. "
+            f"computed from `input.shape`, or mark the argument static with "
+            f"`jax.jit(..., static_argnames=...)`."
+        )
+    if isinstance(value, list | tuple) and any(isinstance(entry, jax.Array) for entry in value):
+        return type(value)(_host(entry) for entry in value)
+    return _host(value) if isinstance(value, jax.Array) else value
+
+
+def _host(value: Any) -> Any:
+    """A concrete JAX array as a NumPy array, or NumPy scalar where 0-d; else ``value``."""
+    import jax
+    import numpy as np
+
+    if not isinstance(value, jax.Array):
+        return value
+    result = np.asarray(value)
+    return result[()] if result.ndim == 0 else result
 
 
 def dimension(function: str, argument: str, value: Any) -> Any:
@@ -99,6 +147,7 @@ def integer_tuple(
       TypeError: if ``value`` is neither an int nor a sequence of ints.
       ValueError: on a wrong length or an entry below ``minimum``.
     """
+    value = static(function, argument, value)
     lengths = f"1 or {length}" if broadcast_one and length != 1 else f"{length}"
     rule = f"an int or a sequence of {lengths} ints"
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -128,6 +177,7 @@ def sizes(function: str, argument: str, value: Any, minimum: int = 1) -> tuple[i
       TypeError: if ``value`` is neither an int nor a sequence of ints.
       ValueError: on an empty sequence or an entry below ``minimum``.
     """
+    value = static(function, argument, value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         values: tuple[int, ...] = (int(value),)
     elif _is_sequence(value):

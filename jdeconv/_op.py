@@ -456,19 +456,7 @@ def _static_output_shape(function: str, output_shape: Any) -> tuple[Any, ...]:
             f"{function}: `output_shape` must be a sequence of sizes, got "
             f"{_checks.describe(output_shape)}."
         )
-    try:
-        entries = list(output_shape)
-    except TypeError:
-        entries = [output_shape]
-    if isinstance(output_shape, jax.core.Tracer) or any(
-        isinstance(entry, jax.core.Tracer) for entry in entries
-    ):
-        raise TypeError(
-            f"{function}: `output_shape` must be static, but it is a traced value "
-            f"(it was computed inside jit, vmap or grad). Pass Python ints, e.g. "
-            f"computed from `input.shape`, or mark the argument static with "
-            f"`jax.jit(..., static_argnames=...)`."
-        )
+    output_shape = _checks.static(function, "output_shape", output_shape)
     shape = np.asarray(output_shape, dtype=object)
     if shape.ndim != 1:
         raise ValueError(

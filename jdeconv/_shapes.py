@@ -149,6 +149,7 @@ def normalize_window_argument(
     """
     if value is None:
         return (1,) * num_spatial
+    value = _checks.static(function, argument, value)
     if isinstance(value, numbers.Integral) or getattr(value, "ndim", None) == 0:
         values: tuple[int, ...] = (_checks.integer(function, argument, value),)
     elif isinstance(value, str) or not hasattr(value, "__iter__"):

@@ -180,6 +180,7 @@ def requested_output_size(
         message.
     """
     num_spatial = len(window.strides)
+    output_size = _checks.static(function, "output_size", output_size)
     sizes = [_checks.integer(function, "output_size", v) for v in output_size]
     non_spatial = len(input_shape) - num_spatial
     if len(sizes) == non_spatial + num_spatial:

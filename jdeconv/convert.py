@@ -140,10 +140,11 @@ class ConvTransposeArgs:
         ...                    ).forward_padding((4,), (3,))
         ((1, 0),)
         """
+        function = "ConvTransposeArgs.forward_padding"
         geometry = _shapes.make_geometry(
-            "ConvTransposeArgs.forward_padding",
-            input_size=tuple(input_size),
-            kernel_size=tuple(kernel_size),
+            function,
+            input_size=_checks.sizes(function, "input_size", input_size),
+            kernel_size=_checks.sizes(function, "kernel_size", kernel_size),
             output_size=self.output_size,
             strides=self.strides,
             dilations=self.dilations,
@@ -197,7 +198,7 @@ class ConvTransposeArgs:
         y = _op.transpose(
             function,
             operands,
-            output_size=self.output_size,
+            output_size=_checks.sizes(function, "output_size", self.output_size, minimum=0),
             strides=self.strides,
             dilations=self.dilations,
             padding=self.padding,
@@ -357,7 +358,8 @@ def padding_to_torch(
       ((1,), (1,))
     """
     function = "padding_to_torch"
-    pairs = args.forward_padding(input_size, kernel_size)
+    kernel_size = _checks.sizes(function, "kernel_size", kernel_size)
+    pairs = args.forward_padding(_checks.sizes(function, "input_size", input_size), kernel_size)
     pads = tuple(before for before, _ in pairs)
     output_pads = tuple(before - after for before, after in pairs)
     if any(p < 0 or op < 0 for p, op in zip(pads, output_pads, strict=True)):
@@ -367,7 +369,7 @@ def padding_to_torch(
             f">= -output_padding and before >= 0; got forward padding {pairs}."
         )
     _torch_rules.check_window(
-        function, len(pairs), tuple(kernel_size), args.strides, pads, output_pads, args.dilations
+        function, len(pairs), kernel_size, args.strides, pads, output_pads, args.dilations
     )
     return pads, output_pads
 
@@ -598,6 +600,8 @@ def padding_from_lax(
       (((1, 1),), (10,))
     """
     function = "padding_from_lax"
+    input_shape = _checks.static(function, "input_shape", input_shape)
+    kernel_shape = _checks.static(function, "kernel_shape", kernel_shape)
     input_shape = tuple(_checks.integer(function, "input_shape", v) for v in input_shape)
     kernel_shape = tuple(_checks.integer(function, "kernel_shape", v) for v in kernel_shape)
     if len(input_shape) != len(kernel_shape) or len(input_shape) < 3:
@@ -633,7 +637,8 @@ def _to_lax_padding(
     kernel_size: Sequence[int],
     consistent: bool,
 ) -> str | Pairs:
-    input_size, kernel_size = tuple(input_size), tuple(kernel_size)
+    input_size = _checks.sizes(function, "input_size", input_size)
+    kernel_size = _checks.sizes(function, "kernel_size", kernel_size)
     if isinstance(args.padding, str) and not any(
         pair != (0, 0) for pair in args.output_zero_padding
     ):
@@ -906,7 +911,9 @@ def padding_to_keras(
             f"padding, got explicit padding {args.padding}."
         )
     mode = args.padding.lower()
-    default = padding_from_keras(mode, input_size, tuple(kernel_size), args.strides, args.dilations)
+    input_size = _checks.sizes(function, "input_size", input_size)
+    kernel_size = _checks.sizes(function, "kernel_size", kernel_size)
+    default = padding_from_keras(mode, input_size, kernel_size, args.strides, args.dilations)
     if default.output_size == args.output_size:
         return mode, None
     zero = tuple(

@@ -387,7 +387,9 @@ class _ConvTransposeNd(nn.Module):
           output_size: ``None`` (use ``output_padding``), or the requested
             output size: the spatial sizes, or the full shape. Each size must
             lie in ``[min, min + stride - 1]`` with ``min`` the size at
-            ``output_padding=0``; it replaces ``output_padding``.
+            ``output_padding=0``; it replaces ``output_padding``. Ints, a NumPy
+            array or a concrete JAX array (also inside ``jit``), not a traced
+            value.
 
         Returns:
           ``(N, C_out, *spatial_out)`` (unbatched: without ``N``).

@@ -27,8 +27,27 @@ name, then by order (the order of ``target``'s entries: create ``target`` with
 ``model.init(...)`` or :func:`abstract_variables`, which keep the modules'
 order of creation, not with ``jax.eval_shape``, which sorts them), where that
 is unambiguous: PyTorch and Keras 2 files keep the layers' order; Keras 3
-``.weights.h5`` files and TensorFlow checkpoints keep it within each kind of
-layer (by their numbered names), and shapes then decide between kinds.
+``.weights.h5`` files and TensorFlow checkpoints keep it within each class of
+layer (by their numbered names), and shapes and kinds then decide between
+classes.
+
+**Kinds.** Matching by order pairs a source layer only with a target module of
+a compatible kind: ``conv``, ``conv_transpose``, ``dense``, ``embedding`` or
+``norm``. A source layer's kind comes from its class where the source records
+it (a Keras 3 group path such as ``layers/conv2d_transpose_3``, the model
+config of a ``.keras`` or Keras 2 ``.h5`` file, the submodules of a
+``torch.nn.Module`` passed as the source), or from a default name
+(``conv2d_transpose_1`` of Keras and ``tf.compat.v1``), narrowed by its
+variables: a kernel of rank 2 is a dense layer's, one of rank 3 or more a
+convolution's of either kind, moving statistics a norm's. A target module's
+kind comes from its variables and, for a module that Flax named after its
+class (``Conv_0``, ``ConvTranspose_1``, ``Conv2DTranspose_0``, ``Dense_0``,
+``BatchNorm_0``), from that class; a :mod:`jdeconv.torch_compat` module is a
+transposed convolution. A module you name yourself has only its variables'
+kind, and a layer whose kind is unknown fits any module. So a Keras
+``Conv2DTranspose`` never fills an ``nn.Conv`` with the same kernel shape, and
+where kinds do not settle it (two named modules), ``mapping`` does. The
+``read_*`` functions list the kinds with ``return_kinds=True``.
 
 **Layouts.** The conversion depends on the source and on the name of the
 receiving parameter:

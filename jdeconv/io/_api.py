@@ -11,7 +11,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from jdeconv import _docstrings
-from jdeconv.io import _keras, _safetensors, _tf, _torch
+from jdeconv.io import _keras, _kinds, _safetensors, _tf, _torch
 from jdeconv.io._contents import KERAS, TORCH, Contents, group
 from jdeconv.io._errors import SourceError, as_path, check_path, located
 from jdeconv.io._match import LoadReport, load
@@ -26,22 +26,28 @@ logger = logging.getLogger("jdeconv.io")
 # Sources
 
 
-def _torch_source(function: str, source: Any) -> tuple[str, Any]:
-    """Where ``source`` is (for messages), and ``source`` as a path or a mapping."""
+def _torch_source(function: str, source: Any) -> tuple[str, Any, dict[str, str]]:
+    """Where ``source`` is (for messages), ``source`` as a path or a mapping, and classes.
+
+    The classes are those of a module's submodules, by name (none for a state dict).
+    """
+    classes = {}
     if hasattr(source, "state_dict") and callable(source.state_dict):
+        if callable(getattr(source, "named_modules", None)):
+            classes = {name: type(module).__name__ for name, module in source.named_modules()}
         source = source.state_dict()
     if isinstance(source, Mapping):
-        return "`source`", source
+        return "`source`", source, classes
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
             f"{function}: `source` must be a path, a mapping of arrays or a torch "
             f"module, got {type(source).__name__}."
         )
     path = check_path(function, source)
-    return repr(path), path
+    return repr(path), path, classes
 
 
-def _torch_contents(source: Any, prefix: str) -> Contents:
+def _torch_contents(source: Any, prefix: str, classes: Mapping[str, str]) -> Contents:
     if isinstance(source, Mapping):
         arrays, skipped = _torch.from_object(source)
         ordered = True
@@ -52,7 +58,10 @@ def _torch_contents(source: Any, prefix: str) -> Contents:
     else:
         arrays, skipped = _torch.read_file(source)
         ordered = True
-    return group(TORCH, _apply_prefix(arrays, prefix), ordered=ordered, skipped=skipped)
+    classes = {name[len(prefix) :]: c for name, c in classes.items() if name.startswith(prefix)}
+    return group(
+        TORCH, _apply_prefix(arrays, prefix), ordered=ordered, skipped=skipped, classes=classes
+    )
 
 
 def _keras_contents(path: str, prefix: str) -> Contents:
@@ -107,11 +116,33 @@ def _finish(
     return (variables, report) if return_report else variables
 
 
+def _read(contents: Contents, return_kinds: bool) -> Any:
+    """The arrays of ``contents``, and with ``return_kinds`` its layers' kinds."""
+    arrays = contents.arrays()
+    if not return_kinds:
+        return arrays
+    kinds = {
+        layer.name: _kinds.describe(_kinds.of_source(contents.convention, layer))
+        for layer in contents.layers
+    }
+    return arrays, kinds
+
+
 # --------------------------------------------------------------------------
 # Readers
 
 
-def read_torch_state_dict(source: PathLike | Mapping[str, Any]) -> dict[str, np.ndarray]:
+@overload
+def read_torch_state_dict(
+    source: PathLike | Mapping[str, Any], *, return_kinds: Literal[False] = ...
+) -> dict[str, np.ndarray]: ...
+@overload
+def read_torch_state_dict(
+    source: PathLike | Mapping[str, Any], *, return_kinds: Literal[True]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]: ...
+def read_torch_state_dict(
+    source: PathLike | Mapping[str, Any], *, return_kinds: bool = False
+) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, str]]:
     """Reads a PyTorch state dict as NumPy arrays, in the file's order.
 
     Args:
@@ -120,10 +151,17 @@ def read_torch_state_dict(source: PathLike | Mapping[str, Any]) -> dict[str, np.
         refuses pickled code); a mapping of names to tensors or arrays; or a
         ``torch.nn.Module``. A checkpoint dict that holds the state dict under
         ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` is unwrapped
-        (its other entries are left out).
+        (its other entries are left out). A module's submodules also give
+        their classes (``ConvTranspose2d``) to the layers' kinds; a state dict
+        holds none, so its kinds come from the weights' names and ranks.
+      return_kinds: whether to return each layer's kind too, as matching by
+        order sees it (see :mod:`jdeconv.io`).
 
     Returns:
       Variable names to arrays (``bfloat16`` as ``jnp.bfloat16``).
+      With ``return_kinds=True``, the pair ``(arrays, kinds)``: ``kinds`` maps
+      each layer's name to its kind (``"conv_transpose"``, ``"dense"``, ``"conv
+      or conv_transpose"`` where the source cannot tell, ``"unknown"``, ...).
 
     Raises:
       FileNotFoundError, IsADirectoryError, PermissionError: if the path is not
@@ -137,19 +175,33 @@ def read_torch_state_dict(source: PathLike | Mapping[str, Any]) -> dict[str, np.
       >>> import numpy as np
       >>> read_torch_state_dict({"0.weight": np.ones((2, 3))})["0.weight"].shape
       (2, 3)
+      >>> read_torch_state_dict({"0.weight": np.ones((8, 4, 3, 3))}, return_kinds=True)[1]
+      {'0': 'conv or conv_transpose'}
     """
     function = "read_torch_state_dict"
-    location, source = _torch_source(function, source)
+    location, source, classes = _torch_source(function, source)
     with located(function, location):
-        return _torch_contents(source, "").arrays()
+        return _read(_torch_contents(source, "", classes), return_kinds)
 
 
-def read_keras_weights(path: PathLike) -> dict[str, np.ndarray]:
+@overload
+def read_keras_weights(
+    path: PathLike, *, return_kinds: Literal[False] = ...
+) -> dict[str, np.ndarray]: ...
+@overload
+def read_keras_weights(
+    path: PathLike, *, return_kinds: Literal[True]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]: ...
+def read_keras_weights(
+    path: PathLike, *, return_kinds: bool = False
+) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, str]]:
     """Reads a Keras weights file as NumPy arrays.
 
     Args:
       path: a Keras 3 ``.weights.h5`` (``model.save_weights``) or ``.keras``
         (``model.save``) file, or a Keras 2 ``.h5`` file (either kind).
+      return_kinds: whether to return each layer's kind too, as matching by
+        order sees it (see :mod:`jdeconv.io`).
 
     Returns:
       Names to arrays. Keras 2 names are ``layer/variable`` (``up1/kernel``).
@@ -157,6 +209,9 @@ def read_keras_weights(path: PathLike) -> dict[str, np.ndarray]:
       (``up1/0`` for the kernel, ``up1/1`` for the bias), with ``layer`` the
       layer names from the model down (``decoder/up1``). Optimizer state is
       left out.
+      With ``return_kinds=True``, the pair ``(arrays, kinds)``: ``kinds`` maps
+      each layer's name to its kind (``"conv_transpose"``, ``"dense"``, ``"conv
+      or conv_transpose"`` where the source cannot tell, ``"unknown"``, ...).
 
     Raises:
       FileNotFoundError, IsADirectoryError, PermissionError: if the path is not
@@ -174,14 +229,26 @@ def read_keras_weights(path: PathLike) -> dict[str, np.ndarray]:
       ...     layer["0"], layer["1"] = np.ones((4, 2)), np.zeros(2)
       >>> sorted(read_keras_weights(path))
       ['head/0', 'head/1']
+      >>> read_keras_weights(path, return_kinds=True)[1]  # The group names the class.
+      {'head': 'dense'}
     """
     function = "read_keras_weights"
     path = check_path(function, path)
     with located(function, repr(path)):
-        return _keras_contents(path, "").arrays()
+        return _read(_keras_contents(path, ""), return_kinds)
 
 
-def read_tf_checkpoint(path: PathLike) -> dict[str, np.ndarray]:
+@overload
+def read_tf_checkpoint(
+    path: PathLike, *, return_kinds: Literal[False] = ...
+) -> dict[str, np.ndarray]: ...
+@overload
+def read_tf_checkpoint(
+    path: PathLike, *, return_kinds: Literal[True]
+) -> tuple[dict[str, np.ndarray], dict[str, str]]: ...
+def read_tf_checkpoint(
+    path: PathLike, *, return_kinds: bool = False
+) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, str]]:
     """Reads a TensorFlow checkpoint's model variables as NumPy arrays.
 
     Step counters, optimizer state and the object graph are left out (see
@@ -192,9 +259,14 @@ def read_tf_checkpoint(path: PathLike) -> dict[str, np.ndarray]:
       path: the checkpoint prefix (``ckpt/model-1``), its ``.index`` file, or
         its directory (the latest checkpoint there, as its ``checkpoint``
         file says).
+      return_kinds: whether to return each layer's kind too, as matching by
+        order sees it (see :mod:`jdeconv.io`).
 
     Returns:
       Names (``decoder/conv2d_transpose/kernel``) to arrays, in natural order.
+      With ``return_kinds=True``, the pair ``(arrays, kinds)``: ``kinds`` maps
+      each layer's name to its kind (``"conv_transpose"``, ``"dense"``, ``"conv
+      or conv_transpose"`` where the source cannot tell, ``"unknown"``, ...).
 
     Raises:
       FileNotFoundError, PermissionError: if no checkpoint is there.
@@ -213,7 +285,7 @@ def read_tf_checkpoint(path: PathLike) -> dict[str, np.ndarray]:
     function = "read_tf_checkpoint"
     path = as_path(function, path)
     with located(function, repr(path)):
-        return _tf_contents(_tf.resolve(function, path), "").arrays()
+        return _read(_tf_contents(_tf.resolve(function, path), ""), return_kinds)
 
 
 # --------------------------------------------------------------------------
@@ -326,9 +398,9 @@ def load_torch_state_dict(
       (4, 2, 3, 3)
     """
     function = "load_torch_state_dict"
-    location, source = _torch_source(function, source)
+    location, source, classes = _torch_source(function, source)
     with located(function, location):
-        contents = _torch_contents(source, prefix)
+        contents = _torch_contents(source, prefix, classes)
         return _finish(
             function, location, contents, target, mapping, strict, allow_cast, return_report
         )

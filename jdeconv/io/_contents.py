@@ -27,6 +27,11 @@ class Layer:
       index: the layer's place within its chain.
       aliases: other names that refer to the layer in ``mapping`` (a Keras 3
         HDF5 group path).
+      declared: what the source says the layer is, where it says it: a class
+        name (``Conv2DTranspose`` from a model config, a PyTorch module's
+        type) or a name that Keras derives from the class
+        (``conv2d_transpose_3``, a Keras 3 group); ``None`` otherwise (see
+        :mod:`jdeconv.io._kinds`).
     """
 
     name: str
@@ -35,6 +40,7 @@ class Layer:
     chain: str = ""
     index: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
+    declared: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +108,7 @@ def group(
     *,
     ordered: bool,
     skipped: tuple[str, ...] = (),
+    classes: Mapping[str, str] | None = None,
 ) -> Contents:
     """Groups ``layer<sep>variable`` names into layers, keeping first-seen order.
 
@@ -111,6 +118,7 @@ def group(
       ordered: whether the source keeps its layers' order (else the order is
         only that of numbered names, see :func:`chain`).
       skipped: entries the reader left out.
+      classes: layer names to the class names the source records.
     """
     separator = "." if convention == TORCH else "/"
     layers: dict[str, Layer] = {}
@@ -119,7 +127,8 @@ def group(
         layer = layers.get(layer_name)
         if layer is None:
             kind, index = ("", ()) if ordered else chain(layer_name, separator)
-            layer = layers[layer_name] = Layer(layer_name, {}, {}, kind, index)
+            declared = (classes or {}).get(layer_name)
+            layer = layers[layer_name] = Layer(layer_name, {}, {}, kind, index, declared=declared)
         layer.variables[leaf] = array
         layer.full_names[leaf] = full_name
     return Contents(convention, list(layers.values()), skipped)

@@ -14,7 +14,9 @@ and Keras writes no checksum over the weights themselves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +27,8 @@ from jdeconv.io._contents import KERAS, KERAS_UNNAMED, Contents, Layer, chain
 from jdeconv.io._errors import SourceError, describe, entry, require
 
 _WEIGHTS_MEMBER = "model.weights.h5"
+_CONFIG_MEMBER = "config.json"  # A .keras archive's model config.
+_CONFIG_LIMIT = 64 << 20  # Larger configs are not read: they only name the layers' classes.
 
 # HDF5's built-in filters (deflate, shuffle, fletcher32, szip, nbit,
 # scaleoffset) and lzf, which h5py registers itself. Any other filter would
@@ -46,14 +50,20 @@ def read_file(path: str) -> Contents:
       MissingPackageError: without h5py.
     """
     h5py = require("h5py", "reading Keras files needs h5py: pip install h5py (or jdeconv[io]).")
-    with _open(h5py, path) as (file, root_name):
+    with _open(h5py, path) as (file, root_name, config):
         check_contained(h5py, file, root_name)
         with entry(root_name or None, "h5py cannot read it"):
             root = file.get("model_weights", file)
             keras2 = "layer_names" in root.attrs
             keras3 = not keras2 and ("layers" in root or "vars" in root)
+            if keras2 and root is not file:  # A whole-model file: its config is an attribute.
+                config = file.attrs.get("model_config")
+        classes = layer_classes(config)
         if keras2:
-            layers = list(_keras2_layers(h5py, root, root_name))
+            layers = [
+                dataclasses.replace(layer, declared=classes.get(layer.name))
+                for layer in _keras2_layers(h5py, root, root_name)
+            ]
             skipped = []
             if root is not file and isinstance(file.get(_KERAS2_OPTIMIZER), h5py.Group):
                 optimizer = file[_KERAS2_OPTIMIZER]
@@ -62,7 +72,10 @@ def read_file(path: str) -> Contents:
         if keras3:
             skipped = []
             seen: dict[Any, str] = {}
-            layers = list(_keras3_layers(h5py, root, "", (), root_name, skipped, seen))
+            layers = [
+                dataclasses.replace(layer, declared=classes.get(layer.name, layer.declared))
+                for layer in _keras3_layers(h5py, root, "", (), root_name, skipped, seen)
+            ]
             return Contents(KERAS_UNNAMED, layers, tuple(skipped))
         raise SourceError(
             f"the HDF5 file has neither Keras 3's layout (groups 'layers' and 'vars') nor "
@@ -70,11 +83,52 @@ def read_file(path: str) -> Contents:
         )
 
 
+def layer_classes(config: Any) -> dict[str, str]:
+    """The class name of each layer in a Keras model config, by its name from the model down.
+
+    ``config`` is the JSON text of a ``.keras`` archive's ``config.json`` or of
+    a Keras 2 ``.h5`` file's ``model_config`` attribute (``None`` where there is
+    none). The classes only help to match layers (see
+    :mod:`jdeconv.io._kinds`), so a config that does not parse, or entries of
+    another form, give none.
+
+    Example:
+      >>> layer_classes('{"config": {"layers": [{"class_name": "Sequential", "config": '
+      ...               '{"name": "up", "layers": [{"class_name": "Conv2DTranspose", '
+      ...               '"config": {"name": "conv2d_transpose"}}]}}]}}')
+      {'up': 'Sequential', 'up/conv2d_transpose': 'Conv2DTranspose'}
+    """
+    if isinstance(config, bytes):
+        config = config.decode("utf8", errors="replace")
+    try:
+        model = json.loads(config) if isinstance(config, str) else None
+    except ValueError:  # json.JSONDecodeError, and recursion too deep.
+        return {}
+    classes: dict[str, str] = {}
+
+    def walk(layers: Any, prefix: str, depth: int) -> None:
+        if not isinstance(layers, list) or depth > 64:
+            return
+        for layer in layers:
+            inner = layer.get("config") if isinstance(layer, dict) else None
+            if not isinstance(inner, dict):
+                continue
+            name, class_name = inner.get("name"), layer.get("class_name")
+            if isinstance(name, str) and isinstance(class_name, str):
+                classes[prefix + name] = class_name
+                walk(inner.get("layers"), f"{prefix}{name}/", depth + 1)
+
+    root = model.get("config") if isinstance(model, dict) else None
+    walk(root.get("layers") if isinstance(root, dict) else None, "", 0)
+    return classes
+
+
 @contextlib.contextmanager
-def _open(h5py: Any, path: str) -> Iterator[tuple[Any, str]]:
+def _open(h5py: Any, path: str) -> Iterator[tuple[Any, str, bytes | None]]:
     """The HDF5 file of a ``.weights.h5``, ``.h5`` or ``.keras`` file.
 
-    Also yields the prefix of its entries' names in messages (the zip member).
+    Also yields the prefix of its entries' names in messages (the zip member),
+    and a ``.keras`` archive's model config (``None`` for other files).
     """
     with entry(None, "cannot check whether it is a zip archive"):
         archive = zipfile.is_zipfile(path)
@@ -88,15 +142,19 @@ def _open(h5py: Any, path: str) -> Iterator[tuple[Any, str]]:
                 )
             with entry(_WEIGHTS_MEMBER, "zipfile cannot read it"):
                 data = zf.read(_WEIGHTS_MEMBER)  # Checks the member's CRC-32.
+            config = None
+            if _CONFIG_MEMBER in names and zf.getinfo(_CONFIG_MEMBER).file_size <= _CONFIG_LIMIT:
+                with entry(_CONFIG_MEMBER, "zipfile cannot read it"):
+                    config = zf.read(_CONFIG_MEMBER)
         with entry(_WEIGHTS_MEMBER, "h5py cannot open it as HDF5"):
             file = h5py.File(io.BytesIO(data), "r")
         root_name = _WEIGHTS_MEMBER
     else:
         with entry(None, "h5py cannot open it as HDF5, and it is not a .keras zip archive"):
             file = h5py.File(path, "r")
-        root_name = ""
+        root_name, config = "", None
     with file:
-        yield file, root_name
+        yield file, root_name, config
 
 
 def _name(root_name: str, name: str) -> str:
@@ -293,6 +351,10 @@ def _keras3_layers(
                 )
         if numbers:
             kind, index = chain(path)
+            # Keras 3 names the groups of a model's layers after their classes
+            # (layers/conv2d_transpose_3); other groups after attributes.
+            parent, _, own_group = path.rpartition("/")
+            declared = own_group if parent.rpartition("/")[2] == "layers" else None
             leaves = sorted(numbers, key=int)
             arrays, full_names = {}, {}
             for key in leaves:
@@ -300,7 +362,9 @@ def _keras3_layers(
                 dataset = _child(h5py, variables, key, "dataset", full_name, "its group")
                 arrays[key] = _read(dataset, full_name)
                 full_names[key] = full_name
-            yield Layer("/".join(names), arrays, full_names, kind, index, aliases=(path,))
+            yield Layer(
+                "/".join(names), arrays, full_names, kind, index, (path,), declared=declared
+            )
     for key in keys:
         if key == "vars":
             continue

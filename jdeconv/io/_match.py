@@ -18,6 +18,7 @@ import numpy as np
 from flax import traverse_util
 
 from jdeconv import convert
+from jdeconv.io import _kinds
 from jdeconv.io._contents import KERAS, KERAS_UNNAMED, TORCH, Contents, Layer
 from jdeconv.io._dtypes import DtypeError, cast
 from jdeconv.io._errors import SourceError
@@ -410,10 +411,18 @@ def _match_by_order(
     for module in target_modules:
         candidates = []
         reasons = []
+        module_kind = _kinds.of_target(module)
         for kind, position in heads.items():
             if position == len(chains[kind]):
                 continue
             layer = chains[kind][position]
+            layer_kind = _kinds.of_source(convention, layer)
+            if not layer_kind & module_kind:
+                reasons.append(
+                    f"{layer.name or '<root>'!r}: it is a {_kinds.describe(layer_kind)} layer, "
+                    f"the target a {_kinds.describe(module_kind)} module"
+                )
+                continue
             try:
                 _plan(convention, layer, module, strict)
                 candidates.append((kind, layer))
@@ -439,9 +448,11 @@ def _match_by_order(
                 "`jdeconv.io.abstract_variables` keep the order of creation, while "
                 "`jax.eval_shape` and `jax.jit` sort them by name.)"
             )
+        kinds = ", ".join(_kinds.describe(_kinds.of_source(convention, l)) for _, l in candidates)
         raise SourceError(
             f"matching by order is ambiguous for target module {module.name or '<root>'!r}: "
-            f"source layers {[layer.name for _, layer in candidates]} all fit. Pass "
-            f"`mapping`, e.g. mapping={{{candidates[0][1].name!r}: {module.name!r}}}."
+            f"source layers {[layer.name for _, layer in candidates]} all fit (their kinds: "
+            f"{kinds}; the module's: {_kinds.describe(module_kind)}). Pass `mapping`, e.g. "
+            f"mapping={{{candidates[0][1].name!r}: {module.name!r}}}."
         )
     return matched

@@ -291,7 +291,9 @@ FLOATING = r"a floating-point dtype \(float16, bfloat16, float32 or float64\)"
         (
             lambda x: layers.conv2d_transpose(x, 3, 3, strides_=2),
             TypeError,
-            r"conv2d_transpose\(\) got an unexpected keyword argument 'strides_'",
+            # Python 3.13 adds a suggestion.
+            r"conv2d_transpose\(\) got an unexpected keyword argument 'strides_'"
+            r"(\. Did you mean 'strides'\?)?",
         ),
         (
             # TensorFlow's order: the arguments after `reuse` are keyword-only.

@@ -120,7 +120,9 @@ def test_errors():
     ):
         jdeconv.nnx.Conv2DTranspose(3, 4, 3)
     with pytest.raises(
-        TypeError, match=r"__init__\(\) got an unexpected keyword argument 'stride'$"
+        TypeError,
+        match=r"__init__\(\) got an unexpected keyword argument 'stride'"
+        r"(\. Did you mean 'strides'\?)?$",
     ):
         jdeconv.nnx.Conv3DTranspose(3, 4, 3, stride=2, rngs=nnx.Rngs(0))
     layer = jdeconv.nnx.Conv2DTranspose(3, 4, 3, rngs=nnx.Rngs(0))

@@ -61,7 +61,12 @@ def output_length(
       (8, 9)
       >>> output_length(4, 3, 2, 1, "SAME", output_padding=0)
       7
+
+    Raises:
+      ValueError: if ``padding`` is neither ``"SAME"`` nor ``"VALID"``.
     """
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"output_length: `padding` must be 'SAME' or 'VALID', got {padding!r}.")
     k_eff = _shapes.effective_kernel_size(kernel_size, dilation)
     if output_padding is None:
         if padding == "SAME":
